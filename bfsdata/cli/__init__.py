@@ -1,0 +1,43 @@
+"""`bfsdata` command line: one module per command, each a thin wrapper over a stage function."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bfsdata import __version__
+from bfsdata.cli import ingest
+from bfsdata.cli.common import setup_logging
+
+app = typer.Typer(
+    name="bfsdata",
+    help="From raw BFS strip acquisitions to a validated anomaly detector.\n\n"
+    "Typical chain: synth/ingest -> patch -> split -> train -> report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bfsdata {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    setup_logging(verbose)
+
+
+app.command("ingest")(ingest.command)
+
+
+def main() -> None:
+    app()

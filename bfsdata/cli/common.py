@@ -1,0 +1,87 @@
+"""Options and error handling shared by the commands (each command is one file)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from bfsdata.config import ConfigError, Pipeline, load_pipeline
+from bfsdata.imageio import FrameError
+from bfsdata.manifest import ManifestError
+from bfsdata.store import StoreError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+WorkspaceOpt = Annotated[
+    Path,
+    typer.Option("--workspace", "-w", help="Workspace folder (store, manifests, runs, reports)."),
+]
+PipelineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--pipeline", "-p",
+        help="Pipeline name (bfs-5vial, demo) or YAML path. Default: the workspace's "
+        "pipeline.yaml, else bfs-5vial.",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="Local worker threads (default: all cores).")
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Address of a dask.distributed scheduler, tcp://host:8786."),
+]
+
+# Errors a person can act on: shown as one message, exit code 1, no traceback.
+USER_ERRORS = (ConfigError, ManifestError, StoreError, FrameError, FileNotFoundError, ValueError)
+
+
+def handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def workspace_pipeline(workspace: Path, name: str | None) -> Pipeline:
+    """The pipeline a command runs with; the first one used is kept in the workspace."""
+    saved = Path(workspace) / "pipeline.yaml"
+    if name is None:
+        return load_pipeline(saved if saved.exists() else "bfs-5vial")
+    pipe = load_pipeline(name)
+    if not saved.exists():
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_bytes(Path(pipe.source).read_bytes())
+    return pipe
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    for noisy in ("distributed", "asyncio", "numcodecs", "zarr"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bfsdata.cli.common import (
+    PipelineOpt, SchedulerOpt, WorkersOpt, WorkspaceOpt, console, handle_errors, human_bytes,
+    workspace_pipeline,
+)
+from bfsdata.config import AcquisitionConfig
+from bfsdata.ingest import ingest
+
+
+@handle_errors
+def command(
+    raw: Annotated[Path, typer.Argument(help="Raw folder: <strip>/run_<r>/frame_<f>.png")],
+    workspace: WorkspaceOpt = Path("."),
+    pipeline: PipelineOpt = None,
+    frames: Annotated[
+        int | None, typer.Option(help="Frames per acquisition (default: pipeline, 16).")
+    ] = None,
+    ranks: Annotated[
+        str | None, typer.Option(help="Rank images to compute, e.g. '1,16' (min, max).")
+    ] = None,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Ingest the rest; list refusals in rejected.parquet.")
+    ] = False,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Validate RAW, decode every frame once, write frames + rank images and the manifest.
+
+    Example: bfsdata ingest raw/ -w ws/ --pipeline demo
+    """
+    pipe = workspace_pipeline(workspace, pipeline)
+    acq = pipe.acquisition
+    if frames is not None or ranks is not None:
+        n = frames if frames is not None else acq.frames
+        rk = tuple(int(r) for r in ranks.split(",")) if ranks else (1, n)
+        acq = AcquisitionConfig(frames=n, ranks=rk, test_frames=tuple(f for f in acq.test_frames if f < n))
+        pipe = dataclasses.replace(pipe, acquisition=acq)
+    s = ingest(raw, workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
+    rate = s.frames / s.seconds if s.seconds else 0.0
+    console.print(f"[bold]ingest[/] {raw} -> {s.workspace}")
+    console.print(f"  acquisitions found    {s.found} (labels from {s.label_source})")
+    console.print(f"  already ingested      {s.already}")
+    console.print(f"  ingested now          {s.ingested} ({s.frames} frames, {human_bytes(s.bytes_read)})")
+    if s.rejected:
+        console.print(f"  refused               {s.rejected} (see manifests/rejected.parquet)")
+    console.print(f"  in workspace          {s.total} acquisitions")
+    console.print(f"  time                  {s.seconds:.1f} s ({rate:.0f} frames/s)")
+    if s.ingested == 0 and not s.rejected:
+        console.print("  nothing to do: every acquisition is already ingested")

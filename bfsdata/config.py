@@ -1,0 +1,260 @@
+"""Typed pipeline configuration, loaded once from `pipelines/*.yaml`.
+
+One frozen dataclass per concern. Every value is validated when the dataclass is built, so a
+bad YAML fails before any work starts, with the file and the key in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
+KINDS = ("frame", "rank_min", "rank_max")
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    frames: int = 16  # frames per acquisition (the paper acquires 16)
+    ranks: tuple[int, ...] = (1, 16)  # HALCON rank over the frame stack: 1 = min, frames = max
+    test_frames: tuple[int, ...] = (0, 7, 15)  # frame indices scored at test time (first, 8th, last)
+
+    def __post_init__(self) -> None:
+        _check(self.frames >= 1, "acquisition.frames", f"must be >= 1, got {self.frames}")
+        _check(len(self.ranks) >= 1, "acquisition.ranks", "needs at least one rank")
+        for r in self.ranks:
+            _check(1 <= r <= self.frames, "acquisition.ranks", f"rank {r} not in 1..{self.frames}")
+        _check(len(set(self.ranks)) == len(self.ranks), "acquisition.ranks", "has duplicates")
+        for f in self.test_frames:
+            _check(0 <= f < self.frames, "acquisition.test_frames", f"{f} not in 0..{self.frames - 1}")
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    """Where the product sits, in pixels of an image of `reference_size`.
+
+    Numbers are scaled linearly to the ingested image size, so one layout serves the full-size
+    camera frames and the small synthetic frames of the demo.
+    """
+
+    mode: str = "fixed"  # fixed: vial columns from this file; auto: vial columns from the data
+    reference_size: tuple[int, int] = (1024, 1280)  # (H, W) px the numbers below refer to
+    strip_box: tuple[int, int, int, int] = (32, 40, 992, 1240)  # (y0, x0, y1, x1) px, nominal
+    vials: int = 5  # vials per strip, equal columns across strip_box
+    regions: tuple[tuple[int, int], ...] = ((32, 272), (272, 512), (512, 752), (752, 992))  # (y0, y1)
+    max_shift: float = 48.0  # px at reference size: larger registration offsets are refused
+    max_size_error: float = 0.04  # relative: found strip width/height vs strip_box
+    background: str = "dark"  # dark | bright: which side of the product the background is
+
+    def __post_init__(self) -> None:
+        h, w = self.reference_size
+        y0, x0, y1, x1 = self.strip_box
+        _check(self.mode in ("fixed", "auto"), "layout.mode", f"must be fixed or auto, got {self.mode!r}")
+        _check(self.background in ("dark", "bright"), "layout.background", "must be dark or bright")
+        _check(h > 0 and w > 0, "layout.reference_size", "must be positive")
+        _check(
+            0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w,
+            "layout.strip_box",
+            f"{self.strip_box} leaves the {h}x{w} reference image",
+        )
+        _check(self.vials >= 1, "layout.vials", f"must be >= 1, got {self.vials}")
+        _check(len(self.regions) >= 1, "layout.regions", "needs at least one band")
+        last = -1
+        for i, (top, bottom) in enumerate(self.regions):
+            _check(top < bottom, "layout.regions", f"band R{i} {top}..{bottom} is empty")
+            _check(top >= last, "layout.regions", f"band R{i} {top}..{bottom} overlaps R{i - 1}")
+            _check(0 <= top and bottom <= h, "layout.regions", f"band R{i} leaves the image")
+            last = bottom
+        _check(self.max_shift >= 0, "layout.max_shift", "must be >= 0")
+        _check(0 < self.max_size_error < 1, "layout.max_size_error", "must be in (0, 1)")
+
+    def with_counts(self, vials: int | None, regions: int | None) -> LayoutConfig:
+        """Override vial and region counts; other counts split the strip into equal bands."""
+        out = self
+        if vials is not None and vials != self.vials:
+            out = dataclasses.replace(out, vials=vials)
+        if regions is not None and regions != len(self.regions):
+            y0, _, y1, _ = self.strip_box
+            edges = [round(y0 + (y1 - y0) * i / regions) for i in range(regions + 1)]
+            bands = tuple((edges[i], edges[i + 1]) for i in range(regions))
+            out = dataclasses.replace(out, regions=bands)
+        return out
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    size: int = 256  # px, output patches are size x size
+    resize: str = "auto"  # auto: INTER_AREA shrinking, INTER_LINEAR enlarging; native: cut, no resampling
+    frames: str = "all"  # all | first-eighth-last | comma list such as "0,7,15"
+    kinds: tuple[str, ...] = KINDS  # which images are cut
+    input_bits: int = 0  # significant bits of 16-bit input (e.g. 12); 0 = the dtype's full range
+    acq_per_task: int = 8  # acquisitions per parallel task (memory: ~1 acquisition per worker)
+
+    def __post_init__(self) -> None:
+        _check(self.size >= 8, "patch.size", f"must be >= 8, got {self.size}")
+        _check(self.resize in ("auto", "native"), "patch.resize", "must be auto or native")
+        _check(len(self.kinds) >= 1, "patch.kinds", "needs at least one kind")
+        for k in self.kinds:
+            _check(k in KINDS, "patch.kinds", f"unknown kind {k!r}; known: {', '.join(KINDS)}")
+        _check(self.input_bits == 0 or 8 < self.input_bits <= 16, "patch.input_bits", "0 or 9..16")
+        _check(self.acq_per_task >= 1, "patch.acq_per_task", "must be >= 1")
+        parse_frames(self.frames, 10_000)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    cname: str = "zstd"  # blosc compressor (lossless)
+    clevel: int = 3  # blosc compression level 0..9
+    shuffle: str = "bitshuffle"  # blosc shuffle: noshuffle | shuffle | bitshuffle
+    patch_shard: int = 256  # patches per shard file: the unit of writing and of ownership
+
+    def __post_init__(self) -> None:
+        _check(self.cname in ("zstd", "lz4", "lz4hc", "zlib", "blosclz"), "store.cname", "unknown")
+        _check(0 <= self.clevel <= 9, "store.clevel", f"must be 0..9, got {self.clevel}")
+        _check(self.shuffle in ("noshuffle", "shuffle", "bitshuffle"), "store.shuffle", "unknown")
+        _check(self.patch_shard >= 1, "store.patch_shard", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val: float = 0.1  # share of training good strips held out for validation
+    calib: float = 0.5  # share of the test kit used to fit thresholds (0 = in-sample, as the paper)
+    test_good: int = 0  # good strips held out of training for the test kit
+    seed: int = 0  # seed of the strip shuffle
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.val < 1, "split.val", f"must be in [0, 1), got {self.val}")
+        _check(0 <= self.calib < 1, "split.calib", f"must be in [0, 1), got {self.calib}")
+        _check(self.test_good >= 0, "split.test_good", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str = "bfs-5vial"
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    patch: PatchConfig = field(default_factory=PatchConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    source: str = ""  # file the pipeline was read from
+    sha256: str = ""  # of that file's bytes: provenance of every output
+
+
+class ConfigError(ValueError):
+    """A pipeline file that cannot be used; the message names the file and the key."""
+
+
+def _check(ok: bool, key: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def parse_frames(spec: str, n_frames: int) -> tuple[int, ...]:
+    """Frame selection `all`, `first-eighth-last` or `0,7,15` -> sorted frame indices."""
+    spec = spec.strip()
+    if spec == "all":
+        return tuple(range(n_frames))
+    if spec == "first-eighth-last":
+        return tuple(sorted({0, min(7, n_frames - 1), n_frames - 1}))
+    try:
+        idx = sorted({int(s) for s in spec.split(",") if s.strip()})
+    except ValueError:
+        raise ConfigError(
+            f"frames: {spec!r} is not all, first-eighth-last or a comma list of integers"
+        ) from None
+    if not idx or idx[0] < 0 or idx[-1] >= n_frames:
+        raise ConfigError(f"frames: {spec!r} must name frames in 0..{n_frames - 1}")
+    return tuple(idx)
+
+
+def resolve_pipeline_path(name_or_path: str | Path) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return PIPELINES_DIR / f"{name_or_path}.yaml"
+
+
+def load_pipeline(name_or_path: str | Path) -> Pipeline:
+    """Read a pipeline by name (`bfs-5vial`, `demo`) or path; unknown keys are errors."""
+    path = resolve_pipeline_path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PIPELINES_DIR.glob("*.yaml")))
+        raise ConfigError(f"{path}: no such pipeline file (known names: {known})")
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    try:
+        if not isinstance(data, dict):
+            raise ConfigError("top level must be a mapping of sections")
+        data.pop("source", None)
+        data.pop("sha256", None)
+        pipe = _build(Pipeline, data, "")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return dataclasses.replace(pipe, source=str(path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def pipeline_to_dict(pipe: Pipeline) -> dict[str, Any]:
+    """Plain dict (lists, not tuples) for YAML/JSON provenance records."""
+    return _plain(dataclasses.asdict(pipe))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Dataclass from a YAML mapping: unknown keys and wrong types are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {where}{unknown[0]!r}; known keys: {', '.join(sorted(names))}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: must be a mapping, got {type(value).__name__}")
+        return _build(hint, value, f"{key}.")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: must be a list, got {value!r}")
+        args = typing.get_args(hint)
+        inner = args[0] if args[-1] is Ellipsis else None
+        if inner is None and len(args) != len(value):
+            raise ConfigError(f"{key}: must have {len(args)} items, got {len(value)}")
+        return tuple(
+            _coerce(inner if inner is not None else args[i], v, key) for i, v in enumerate(value)
+        )
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    # `type(...) is` on purpose: YAML `true` must not pass for an int.
+    if hint in (int, str, bool) and type(value) is not hint:
+        raise ConfigError(f"{key}: must be {hint.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,93 @@
+"""Frame files: cheap header checks before any work, one decode per file during ingest."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PNG colour type -> channels (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+class FrameError(ValueError):
+    """A frame file that breaks a rule; `rule` names it for rejected.parquet."""
+
+    def __init__(self, path: Path | str, rule: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path, self.rule, self.message = str(path), rule, message
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    height: int
+    width: int
+    channels: int
+    dtype: str  # uint8 | uint16 | other (refused by check_header)
+
+
+def read_header(path: Path) -> FrameHeader:
+    """Shape and sample type from the file header, without decoding pixels."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(33)
+    except OSError as e:
+        raise FrameError(path, "readable", f"cannot be read ({e.strerror or e})") from None
+    if not head:
+        raise FrameError(path, "not-empty", "is an empty (zero-byte) file")
+    if path.suffix.lower() == ".png":
+        return _png_header(path, head)
+    return _tiff_header(path)
+
+
+def _png_header(path: Path, head: bytes) -> FrameHeader:
+    if not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR" or len(head) < 33:
+        raise FrameError(path, "valid-image", "is not a PNG file (no PNG signature/IHDR)")
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    if colour == 3:
+        raise FrameError(path, "single-channel", "is a palette PNG; frames must be grayscale")
+    dtype = {8: "uint8", 16: "uint16"}.get(depth, f"{depth}-bit")
+    return FrameHeader(height, width, PNG_CHANNELS.get(colour, 0), dtype)
+
+
+def _tiff_header(path: Path) -> FrameHeader:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) != 1:
+                raise FrameError(path, "single-page", f"has {len(tif.pages)} pages; expected 1")
+            page = tif.pages[0]
+            shape, dtype = page.shape, str(page.dtype)
+    except FrameError:
+        raise
+    except Exception as e:  # tifffile raises many types for broken files
+        raise FrameError(path, "valid-image", f"is not a readable TIFF ({e})") from None
+    channels = 1 if len(shape) == 2 else shape[-1]
+    return FrameHeader(shape[0], shape[1], channels, dtype)
+
+
+def check_header(path: Path, h: FrameHeader) -> None:
+    if h.channels != 1:
+        raise FrameError(
+            path, "single-channel", f"has {h.channels} channels; frames must be single-channel "
+            "grayscale (convert RGB/RGBA captures to grayscale before ingest)"
+        )
+    if h.dtype not in ("uint8", "uint16"):
+        raise FrameError(path, "bit-depth", f"is {h.dtype}; frames must be 8- or 16-bit")
+
+
+def decode(path: Path, data: bytes, expect: FrameHeader) -> np.ndarray:
+    """Decode once; the result must agree with the header checked before."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise FrameError(path, "valid-image", "cannot be decoded (truncated or corrupt image)")
+    if img.ndim != 2 or img.shape != (expect.height, expect.width) or str(img.dtype) != expect.dtype:
+        raise FrameError(
+            path, "valid-image", f"decodes to {img.dtype} {img.shape}, but its header says "
+            f"{expect.dtype} ({expect.height}, {expect.width}): the file is corrupt"
+        )
+    return img

@@ -1,0 +1,246 @@
+"""`bfsdata ingest RAW`: decode every acquisition once into the store, with its rank images.
+
+Decide, then act: the raw folder is scanned and every frame header checked before anything is
+written, so bad input is refused with nothing changed. Then each acquisition is one task that
+decodes its frames, computes the rank images and writes its own shard of `frames` and `rank`.
+The manifest is committed from the results as they arrive; it lists only acquisitions whose
+data is fully written, so a killed run leaves a valid workspace and the next run does the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bfsdata import manifest, store
+from bfsdata.config import Pipeline
+from bfsdata.imageio import FrameError, FrameHeader, check_header, decode, read_header
+from bfsdata.parallel import run_tasks
+from bfsdata.rank import rank_images
+from bfsdata.raw import Acquisition, Problem, scan_raw
+from bfsdata.workspace import Committer, provenance, record_rejections
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(ValueError):
+    """Input that breaks the raw layout rules; the message lists every problem found."""
+
+    def __init__(self, problems: list[Problem], done: int = 0) -> None:
+        head = f"{len(problems)} problem(s) in the raw input"
+        if done:
+            head += f" ({done} acquisition(s) were ingested; the rest were not)"
+        lines = [str(p) for p in problems[:20]]
+        if len(problems) > 20:
+            lines.append(f"... and {len(problems) - 20} more")
+        tail = "Fix or remove these inputs and run again, or pass --skip-bad to ingest the rest."
+        super().__init__("\n".join([head + ":", *lines, tail]))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    workspace: Path
+    found: int  # acquisitions in the raw folder
+    already: int  # of those, already in the workspace before this run
+    ingested: int  # written by this run
+    rejected: int  # refused by this run (with --skip-bad)
+    frames: int  # frames decoded by this run
+    bytes_read: int  # encoded bytes read by this run
+    seconds: float
+    label_source: str
+    total: int  # acquisitions in the workspace after this run
+
+
+@dataclass(frozen=True)
+class _Task:
+    acq: Acquisition
+    row: int
+    header: FrameHeader
+    ranks: tuple[int, ...]
+    store: Path
+
+
+def ingest(
+    raw_dir: Path,
+    workspace: Path,
+    pipe: Pipeline,
+    *,
+    skip_bad: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> IngestSummary:
+    t0 = time.perf_counter()
+    ws = Path(workspace)
+    scan = scan_raw(Path(raw_dir), pipe.acquisition.frames)
+    existing = manifest.read(ws, manifest.ACQUISITIONS)
+    done = set(zip(existing["strip"], existing["run"].astype(int), strict=True))
+    todo = [a for a in scan.acquisitions if (a.strip, a.run) not in done]
+    already = len(scan.acquisitions) - len(todo)
+    problems = list(scan.problems)
+    headers = _check_headers(todo, _store_format(ws, existing), problems)
+
+    if any(p.fatal for p in problems) or (problems and not skip_bad):
+        raise IngestError(problems)
+    bad_runs = {(p.strip, p.run) for p in problems if p.run is not None}
+    bad_strips = {p.strip for p in problems if p.run is None and p.strip}
+    todo = [a for a in todo if (a.strip, a.run) not in bad_runs and a.strip not in bad_strips]
+    record_rejections(ws, problems)
+    _write_annotations(ws, scan.annotations)
+
+    failures: list[Problem] = []
+    new_rows: list[dict] = []
+    if todo:
+        new_rows, failures = _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler)
+        record_rejections(ws, failures)
+    summary = IngestSummary(
+        workspace=ws,
+        found=len(scan.acquisitions),
+        already=already,
+        ingested=len(new_rows),
+        rejected=len(problems) + len(failures),
+        frames=sum(r["n_frames"] for r in new_rows),
+        bytes_read=sum(r.pop("_bytes") for r in new_rows),
+        seconds=time.perf_counter() - t0,
+        label_source=scan.label_source,
+        total=len(existing) + len(new_rows),
+    )
+    if failures and not skip_bad:
+        raise IngestError(failures, done=len(new_rows))
+    return summary
+
+
+def _store_format(ws: Path, existing: pd.DataFrame) -> tuple[int, int, str] | None:
+    if existing.empty:
+        return None
+    first = existing.iloc[0]
+    return int(first["height"]), int(first["width"]), str(first["dtype"])
+
+
+def _check_headers(
+    todo: list[Acquisition], fmt: tuple[int, int, str] | None, problems: list[Problem]
+) -> dict[tuple[str, int], FrameHeader]:
+    """One header per acquisition; frames that disagree are problems. Reads no pixels."""
+    out = {}
+    for acq in todo:
+        try:
+            first = None
+            for path in acq.frames:
+                h = read_header(path)
+                check_header(path, h)
+                if first is None:
+                    first = h
+                elif h != first:
+                    raise FrameError(
+                        path, "same-format", f"is {h.dtype} {h.height}x{h.width}, but "
+                        f"{acq.frames[0].name} is {first.dtype} {first.height}x{first.width}; all "
+                        "frames of an acquisition share size and bit depth",
+                    )
+            assert first is not None
+            if fmt is None:
+                fmt = (first.height, first.width, first.dtype)
+            elif (first.height, first.width, first.dtype) != fmt:
+                raise FrameError(
+                    acq.folder, "same-format", f"frames are {first.dtype} {first.height}x"
+                    f"{first.width}; this workspace holds {fmt[2]} {fmt[0]}x{fmt[1]} (one camera "
+                    "format per workspace)",
+                )
+            out[(acq.strip, acq.run)] = first
+        except FrameError as e:
+            problems.append(Problem(e.path, e.rule, e.message, acq.strip, acq.run))
+    return out
+
+
+def _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler):
+    n_frames, ranks = pipe.acquisition.frames, pipe.acquisition.ranks
+    h = headers[(todo[0].strip, todo[0].run)]
+    store.clean_partials(ws)
+    root = store.open_root(ws)
+    frames, rank = store.require_acquisition_arrays(
+        root, n_frames, len(ranks), h.height, h.width, h.dtype, pipe.store
+    )
+    root.attrs.update({"bfsdata": provenance(pipe), "ranks": list(ranks)})
+    # Fill rows left free by failed or killed runs first; each task rewrites its shard whole.
+    used = set(existing["acq"].astype(int))
+    free = [r for r in range(frames.shape[0]) if r not in used]
+    free += range(frames.shape[0], frames.shape[0] + len(todo) - len(free))
+    rows = free[: len(todo)]
+    store.grow(frames, max(rows) + 1)
+    store.grow(rank, max(rows) + 1)
+    tasks = [
+        _Task(a, r, headers[(a.strip, a.run)], ranks, store.store_path(ws))
+        for a, r in zip(todo, rows, strict=True)
+    ]
+
+    new_rows: list[dict] = []
+    failures: list[Problem] = []
+    committer = Committer(ws, manifest.ACQUISITIONS, existing, sort=("acq",))
+
+    def on_result(res: dict | Problem) -> None:
+        if isinstance(res, Problem):
+            failures.append(res)
+            return
+        new_rows.append(res)
+        committer.add([{k: v for k, v in res.items() if not k.startswith("_")}])
+
+    run_tasks(
+        _ingest_one, tasks, on_result, workers=workers, scheduler=scheduler,
+        label="ingest (frames)", weight=lambda t: len(t.acq.frames),
+    )
+    final = committer.flush()
+    store.remove_orphans(frames, final["acq"].to_numpy())
+    store.remove_orphans(rank, final["acq"].to_numpy())
+    return new_rows, failures
+
+
+def _ingest_one(task: _Task) -> dict | Problem:
+    """Decode one acquisition, compute its rank images, write its shards. Runs on a worker."""
+    acq, hdr = task.acq, task.header
+    stack = np.empty((len(acq.frames), hdr.height, hdr.width), dtype=hdr.dtype)  # (F, H, W)
+    digest = hashlib.sha256()
+    n_bytes = 0
+    try:
+        for i, path in enumerate(acq.frames):
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise FrameError(path, "readable", f"cannot be read ({e.strerror})") from None
+            n_bytes += len(data)
+            digest.update(hashlib.sha256(data).digest())
+            stack[i] = decode(path, data, hdr)
+    except FrameError as e:
+        return Problem(e.path, e.rule, e.message, acq.strip, acq.run)
+    ranked = rank_images(stack, task.ranks)  # (R, H, W)
+    root = store.open_root(task.store.parent)
+    for name, data in (("frames", stack), ("rank", ranked)):
+        arr = root[name]
+        store.delete_shards(arr, [task.row])
+        arr[task.row] = data
+    return {
+        "acq": task.row,
+        "strip": acq.strip,
+        "run": acq.run,
+        "label": acq.label,
+        "n_frames": len(acq.frames),
+        "height": hdr.height,
+        "width": hdr.width,
+        "dtype": hdr.dtype,
+        "source": str(acq.folder.resolve()),
+        "sha256": digest.hexdigest(),
+        "ingested_at": pd.Timestamp.now(tz="UTC"),
+        "_bytes": n_bytes,
+    }
+
+
+def _write_annotations(ws: Path, ann: pd.DataFrame) -> None:
+    if ann.empty:
+        return
+    old = manifest.read(ws, manifest.ANNOTATIONS)
+    keep = old[~old["strip"].isin(ann["strip"])]
+    manifest.write(ws, manifest.ANNOTATIONS, pd.concat([keep, ann], ignore_index=True), sort=("strip",))

@@ -1,0 +1,205 @@
+"""Manifest schemas: column names, dtypes and allowed values, defined once.
+
+Every manifest is a parquet file with one row per thing. `read` and `write` validate against
+the schema on every call; errors name the file, the column and how many rows are wrong.
+`manifests/README.md` documents the same columns for people.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LABELS = ("good", "defect", "unknown")
+KINDS = ("frame", "rank_min", "rank_max")
+SPLITS = ("train", "val", "calib", "test")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: pa.DataType
+    doc: str
+    nullable: bool = False
+    allowed: tuple[str, ...] = ()  # for string columns with a closed vocabulary
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str  # file stem: <workspace>/manifests/<name>.parquet
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]  # columns that identify a row; duplicates are errors
+
+    @property
+    def arrow(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.dtype, nullable=c.nullable) for c in self.columns])
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def empty(self) -> pd.DataFrame:
+        return self.arrow.empty_table().to_pandas()
+
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+ACQUISITIONS = Schema(
+    "acquisitions",
+    (
+        Column("acq", pa.int64(), "row index in the frames and rank arrays"),
+        Column("strip", pa.string(), "strip id, [A-Za-z0-9_-]+"),
+        Column("run", pa.int32(), "acquisition run of the strip (usually 1..10)"),
+        Column("label", pa.string(), "strip label", allowed=LABELS),
+        Column("n_frames", pa.int32(), "frames in the acquisition"),
+        Column("height", pa.int32(), "frame height, px"),
+        Column("width", pa.int32(), "frame width, px"),
+        Column("dtype", pa.string(), "frame dtype as decoded", allowed=("uint8", "uint16")),
+        Column("source", pa.string(), "run folder, relative to the raw root"),
+        Column("sha256", pa.string(), "sha256 over the sha256 of each frame file, in frame order"),
+        Column("ingested_at", UTC_US, "when the row was committed"),
+    ),
+    key=("strip", "run"),
+)
+
+PATCHES = Schema(
+    "patches",
+    (
+        Column("patch", pa.int64(), "row index in the patches array"),
+        Column("acq", pa.int64(), "acquisition row (acquisitions.acq)"),
+        Column("strip", pa.string(), "strip id"),
+        Column("run", pa.int32(), "acquisition run"),
+        Column("frame", pa.int16(), "frame index 0..15, or -1 for rank images"),
+        Column("kind", pa.string(), "which image was cut", allowed=KINDS),
+        Column("vial", pa.int8(), "vial 1..5, left to right"),
+        Column("region", pa.int8(), "region 0..3: R0 flag, R1 upper body, R2 liquid, R3 bottom"),
+        Column("label", pa.string(), "strip label", allowed=LABELS),
+        Column(
+            "defect_here",
+            pa.bool_(),
+            "an annotated defect lies in this vial/region; null where unknown",
+            nullable=True,
+        ),
+        Column("y0", pa.int32(), "crop box top in the source image, px"),
+        Column("x0", pa.int32(), "crop box left, px"),
+        Column("y1", pa.int32(), "crop box bottom (exclusive), px"),
+        Column("x1", pa.int32(), "crop box right (exclusive), px"),
+        Column("dy", pa.float32(), "registration offset of the strip, rows, px"),
+        Column("dx", pa.float32(), "registration offset of the strip, columns, px"),
+    ),
+    key=("acq", "kind", "frame", "vial", "region"),
+)
+
+SPLITS_SCHEMA = Schema(
+    "splits",
+    (
+        Column("strip", pa.string(), "strip id"),
+        Column("split", pa.string(), "train | val | calib | test", allowed=SPLITS),
+        Column("seed", pa.int64(), "seed the assignment was drawn with"),
+    ),
+    key=("strip",),
+)
+
+REJECTED = Schema(
+    "rejected",
+    (
+        Column("source", pa.string(), "file or folder refused, relative to the raw root"),
+        Column("strip", pa.string(), "strip id, if known", nullable=True),
+        Column("run", pa.int32(), "run, if known", nullable=True),
+        Column("rule", pa.string(), "the rule it broke"),
+        Column("message", pa.string(), "what was found and what to do"),
+        Column("rejected_at", UTC_US, "when"),
+    ),
+    key=("source", "rule"),
+)
+
+ANNOTATIONS = Schema(
+    "annotations",
+    (
+        Column("strip", pa.string(), "strip id"),
+        Column("label", pa.string(), "strip label", allowed=("good", "defect")),
+        Column("defect", pa.string(), "defect type name", nullable=True),
+        Column("vial", pa.int8(), "vial 1..5 holding the defect", nullable=True),
+        Column("region", pa.int8(), "region 0..3 holding the defect", nullable=True),
+    ),
+    key=("strip", "defect", "vial", "region"),
+)
+
+ALL = (ACQUISITIONS, PATCHES, SPLITS_SCHEMA, REJECTED, ANNOTATIONS)
+
+
+class ManifestError(ValueError):
+    """A manifest that does not follow its schema."""
+
+
+def path_of(workspace: Path, schema: Schema) -> Path:
+    return Path(workspace) / "manifests" / f"{schema.name}.parquet"
+
+
+def validate(df: pd.DataFrame, schema: Schema, where: str) -> pa.Table:
+    """Check columns, dtypes, nulls, vocabularies and keys; return the typed arrow table."""
+    missing = [c for c in schema.names if c not in df.columns]
+    extra = [c for c in df.columns if c not in schema.names]
+    if missing or extra:
+        raise ManifestError(
+            f"{where}: columns do not match the {schema.name} schema"
+            + (f"; missing: {', '.join(missing)}" if missing else "")
+            + (f"; unexpected: {', '.join(map(str, extra))}" if extra else "")
+        )
+    df = df[schema.names]
+    for c in schema.columns:
+        nulls = int(df[c.name].isna().sum())
+        if nulls and not c.nullable:
+            raise ManifestError(f"{where}: column {c.name!r} has {nulls} null rows")
+        if c.allowed:
+            bad = ~df[c.name].isin(c.allowed) & df[c.name].notna()
+            if bad.any():
+                seen = sorted(map(str, df.loc[bad, c.name].unique()))[:3]
+                raise ManifestError(
+                    f"{where}: column {c.name!r} has {int(bad.sum())} rows outside "
+                    f"{'|'.join(c.allowed)} (e.g. {', '.join(seen)})"
+                )
+    dup = df.duplicated(list(schema.key))
+    if dup.any():
+        raise ManifestError(
+            f"{where}: {int(dup.sum())} duplicate rows on key ({', '.join(schema.key)})"
+        )
+    try:
+        return pa.Table.from_pandas(df, schema=schema.arrow, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as e:
+        raise ManifestError(f"{where}: values do not fit the {schema.name} dtypes ({e})") from None
+
+
+def read(workspace: Path, schema: Schema) -> pd.DataFrame:
+    """The manifest as a DataFrame; an empty one with the right columns if none exists."""
+    path = path_of(workspace, schema)
+    if not path.exists():
+        return schema.empty()
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ManifestError(f"{path}: not a readable parquet file ({e})") from None
+    df = table.to_pandas()
+    validate(df, schema, str(path))
+    return df
+
+
+def write(workspace: Path, schema: Schema, df: pd.DataFrame, sort: Sequence[str] = ()) -> Path:
+    """Validate, then write beside the target and rename: readers never see half a file."""
+    path = path_of(workspace, schema)
+    if sort:
+        df = df.sort_values(list(sort), kind="stable")
+    table = validate(df.reset_index(drop=True), schema, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path

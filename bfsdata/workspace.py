@@ -1,0 +1,82 @@
+"""Workspace helpers shared by the stages: manifest commits, provenance, refusals."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bfsdata import __version__, manifest
+from bfsdata.config import Pipeline
+from bfsdata.raw import Problem
+
+
+class Committer:
+    """Collects finished rows and rewrites the manifest now and then, atomically.
+
+    The data a row points at is written before the row reaches the committer, so a manifest on
+    disk never points at missing data. Rewrites are spaced so that even a large manifest costs
+    a small share of the run (at most one rewrite per `interval` seconds, and never more than
+    about a tenth of the time spent).
+    """
+
+    def __init__(
+        self, ws: Path, schema: manifest.Schema, base: pd.DataFrame, sort: Sequence[str] = (),
+        interval: float = 5.0,
+    ) -> None:
+        self.ws, self.schema, self.sort, self.interval = ws, schema, tuple(sort), interval
+        self.frames = [base] if not base.empty else []
+        self.pending: list[dict[str, Any]] = []
+        self.last = time.monotonic()
+        self.cost = 0.0
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.pending.extend(rows)
+        if time.monotonic() - self.last >= max(self.interval, 10 * self.cost):
+            self.flush()
+
+    def flush(self) -> pd.DataFrame:
+        t0 = time.monotonic()
+        if self.pending:
+            new = pd.DataFrame(self.pending)
+            new = new.astype({c: self.schema.empty()[c].dtype for c in new.columns}, errors="ignore")
+            self.frames.append(new)
+            self.pending = []
+        df = pd.concat(self.frames, ignore_index=True) if self.frames else self.schema.empty()
+        self.frames = [df]
+        manifest.write(self.ws, self.schema, df, sort=self.sort)
+        self.last = time.monotonic()
+        self.cost = self.last - t0
+        return df
+
+
+def provenance(pipe: Pipeline) -> dict[str, str]:
+    """What produced an output: recorded in store attributes and reports."""
+    return {
+        "version": __version__,
+        "pipeline": pipe.name,
+        "pipeline_source": pipe.source,
+        "pipeline_sha256": pipe.sha256,
+    }
+
+
+def record_rejections(ws: Path, problems: Sequence[Problem]) -> None:
+    """Append refusals to manifests/rejected.parquet (one row per file and rule)."""
+    if not problems:
+        return
+    now = pd.Timestamp.now(tz="UTC")
+    new = pd.DataFrame(
+        [
+            {"source": p.source, "strip": p.strip, "run": p.run, "rule": p.rule,
+             "message": p.message, "rejected_at": now}
+            for p in problems
+        ]
+    )
+    old = manifest.read(ws, manifest.REJECTED)
+    df = pd.concat([old, new], ignore_index=True) if not old.empty else new
+    df = df.drop_duplicates(["source", "rule"], keep="last")
+    df["run"] = df["run"].astype("Int32")
+    manifest.write(ws, manifest.REJECTED, df, sort=("source",))
