@@ -24,7 +24,11 @@ KINDS = ("frame", "rank_min", "rank_max")
 class AcquisitionConfig:
     frames: int = 16  # frames per acquisition (the paper acquires 16)
     ranks: tuple[int, ...] = (1, 16)  # HALCON rank over the frame stack: 1 = min, frames = max
-    test_frames: tuple[int, ...] = (0, 7, 15)  # frame indices scored at test time (first, 8th, last)
+    test_frames: tuple[int, ...] = (
+        0,
+        7,
+        15,
+    )  # frame indices scored at test time (first, 8th, last)
 
     def __post_init__(self) -> None:
         _check(self.frames >= 1, "acquisition.frames", f"must be >= 1, got {self.frames}")
@@ -33,7 +37,9 @@ class AcquisitionConfig:
             _check(1 <= r <= self.frames, "acquisition.ranks", f"rank {r} not in 1..{self.frames}")
         _check(len(set(self.ranks)) == len(self.ranks), "acquisition.ranks", "has duplicates")
         for f in self.test_frames:
-            _check(0 <= f < self.frames, "acquisition.test_frames", f"{f} not in 0..{self.frames - 1}")
+            _check(
+                0 <= f < self.frames, "acquisition.test_frames", f"{f} not in 0..{self.frames - 1}"
+            )
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,12 @@ class LayoutConfig:
     reference_size: tuple[int, int] = (1024, 1280)  # (H, W) px the numbers below refer to
     strip_box: tuple[int, int, int, int] = (32, 40, 992, 1240)  # (y0, x0, y1, x1) px, nominal
     vials: int = 5  # vials per strip, equal columns across strip_box
-    regions: tuple[tuple[int, int], ...] = ((32, 272), (272, 512), (512, 752), (752, 992))  # (y0, y1)
+    regions: tuple[tuple[int, int], ...] = (
+        (32, 272),
+        (272, 512),
+        (512, 752),
+        (752, 992),
+    )  # (y0, y1)
     max_shift: float = 48.0  # px at reference size: larger registration offsets are refused
     max_size_error: float = 0.04  # relative: found strip width/height vs strip_box
     background: str = "dark"  # dark | bright: which side of the product the background is
@@ -56,7 +67,11 @@ class LayoutConfig:
     def __post_init__(self) -> None:
         h, w = self.reference_size
         y0, x0, y1, x1 = self.strip_box
-        _check(self.mode in ("fixed", "auto"), "layout.mode", f"must be fixed or auto, got {self.mode!r}")
+        _check(
+            self.mode in ("fixed", "auto"),
+            "layout.mode",
+            f"must be fixed or auto, got {self.mode!r}",
+        )
         _check(self.background in ("dark", "bright"), "layout.background", "must be dark or bright")
         _check(h > 0 and w > 0, "layout.reference_size", "must be positive")
         _check(
@@ -70,7 +85,7 @@ class LayoutConfig:
         for i, (top, bottom) in enumerate(self.regions):
             _check(top < bottom, "layout.regions", f"band R{i} {top}..{bottom} is empty")
             _check(top >= last, "layout.regions", f"band R{i} {top}..{bottom} overlaps R{i - 1}")
-            _check(0 <= top and bottom <= h, "layout.regions", f"band R{i} leaves the image")
+            _check(top >= 0 and bottom <= h, "layout.regions", f"band R{i} leaves the image")
             last = bottom
         _check(self.max_shift >= 0, "layout.max_shift", "must be >= 0")
         _check(0 < self.max_size_error < 1, "layout.max_size_error", "must be in (0, 1)")
@@ -91,7 +106,9 @@ class LayoutConfig:
 @dataclass(frozen=True)
 class PatchConfig:
     size: int = 256  # px, output patches are size x size
-    resize: str = "auto"  # auto: INTER_AREA shrinking, INTER_LINEAR enlarging; native: cut, no resampling
+    resize: str = (
+        "auto"  # auto: INTER_AREA shrinking, INTER_LINEAR enlarging; native: cut, no resampling
+    )
     frames: str = "all"  # all | first-eighth-last | comma list such as "0,7,15"
     kinds: tuple[str, ...] = KINDS  # which images are cut
     input_bits: int = 0  # significant bits of 16-bit input (e.g. 12); 0 = the dtype's full range

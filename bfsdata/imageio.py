@@ -73,8 +73,10 @@ def _tiff_header(path: Path) -> FrameHeader:
 def check_header(path: Path, h: FrameHeader) -> None:
     if h.channels != 1:
         raise FrameError(
-            path, "single-channel", f"has {h.channels} channels; frames must be single-channel "
-            "grayscale (convert RGB/RGBA captures to grayscale before ingest)"
+            path,
+            "single-channel",
+            f"has {h.channels} channels; frames must be single-channel "
+            "grayscale (convert RGB/RGBA captures to grayscale before ingest)",
         )
     if h.dtype not in ("uint8", "uint16"):
         raise FrameError(path, "bit-depth", f"is {h.dtype}; frames must be 8- or 16-bit")
@@ -85,9 +87,15 @@ def decode(path: Path, data: bytes, expect: FrameHeader) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FrameError(path, "valid-image", "cannot be decoded (truncated or corrupt image)")
-    if img.ndim != 2 or img.shape != (expect.height, expect.width) or str(img.dtype) != expect.dtype:
+    if (
+        img.ndim != 2
+        or img.shape != (expect.height, expect.width)
+        or str(img.dtype) != expect.dtype
+    ):
         raise FrameError(
-            path, "valid-image", f"decodes to {img.dtype} {img.shape}, but its header says "
-            f"{expect.dtype} ({expect.height}, {expect.width}): the file is corrupt"
+            path,
+            "valid-image",
+            f"decodes to {img.dtype} {img.shape}, but its header says "
+            f"{expect.dtype} ({expect.height}, {expect.width}): the file is corrupt",
         )
     return img

@@ -97,7 +97,9 @@ def ingest(
     failures: list[Problem] = []
     new_rows: list[dict] = []
     if todo:
-        new_rows, failures = _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler)
+        new_rows, failures = _write_acquisitions(
+            ws, pipe, todo, headers, existing, workers, scheduler
+        )
         record_rejections(ws, failures)
     summary = IngestSummary(
         workspace=ws,
@@ -138,7 +140,9 @@ def _check_headers(
                     first = h
                 elif h != first:
                     raise FrameError(
-                        path, "same-format", f"is {h.dtype} {h.height}x{h.width}, but "
+                        path,
+                        "same-format",
+                        f"is {h.dtype} {h.height}x{h.width}, but "
                         f"{acq.frames[0].name} is {first.dtype} {first.height}x{first.width}; all "
                         "frames of an acquisition share size and bit depth",
                     )
@@ -147,7 +151,9 @@ def _check_headers(
                 fmt = (first.height, first.width, first.dtype)
             elif (first.height, first.width, first.dtype) != fmt:
                 raise FrameError(
-                    acq.folder, "same-format", f"frames are {first.dtype} {first.height}x"
+                    acq.folder,
+                    "same-format",
+                    f"frames are {first.dtype} {first.height}x"
                     f"{first.width}; this workspace holds {fmt[2]} {fmt[0]}x{fmt[1]} (one camera "
                     "format per workspace)",
                 )
@@ -190,8 +196,13 @@ def _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler):
         committer.add([{k: v for k, v in res.items() if not k.startswith("_")}])
 
     run_tasks(
-        _ingest_one, tasks, on_result, workers=workers, scheduler=scheduler,
-        label="ingest (frames)", weight=lambda t: len(t.acq.frames),
+        _ingest_one,
+        tasks,
+        on_result,
+        workers=workers,
+        scheduler=scheduler,
+        label="ingest (frames)",
+        weight=lambda t: len(t.acq.frames),
     )
     final = committer.flush()
     store.remove_orphans(frames, final["acq"].to_numpy())
@@ -243,4 +254,6 @@ def _write_annotations(ws: Path, ann: pd.DataFrame) -> None:
         return
     old = manifest.read(ws, manifest.ANNOTATIONS)
     keep = old[~old["strip"].isin(ann["strip"])]
-    manifest.write(ws, manifest.ANNOTATIONS, pd.concat([keep, ann], ignore_index=True), sort=("strip",))
+    manifest.write(
+        ws, manifest.ANNOTATIONS, pd.concat([keep, ann], ignore_index=True), sort=("strip",)
+    )

@@ -79,7 +79,7 @@ def _run_distributed(fn, items, on_result, address, advance, weight) -> None:
             fut.release()
 
 
-class progress_bar:  # noqa: N801 - used as a context manager, reads like a function
+class progress_bar:
     """A rich progress bar on a terminal; a few log lines elsewhere (CI, files)."""
 
     def __init__(self, label: str, total: int) -> None:

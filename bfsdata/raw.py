@@ -47,7 +47,9 @@ class Problem:
 class RawScan:
     acquisitions: list[Acquisition] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    annotations: pd.DataFrame = field(default_factory=pd.DataFrame)  # strip,label,defect,vial,region
+    annotations: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # strip,label,defect,vial,region
     label_source: str = "unknown"
     strips: set[str] = field(default_factory=set)  # strip folders found, valid or not
 
@@ -66,11 +68,15 @@ def scan_raw(raw: Path, n_frames: int) -> RawScan:
         for acq in _scan_strip(strip_dir, folder_label, n_frames, scan):
             key = (acq.strip, acq.run)
             if key in seen:
-                scan.problems.append(Problem(
-                    str(acq.folder), "unique-acquisition",
-                    f"strip {acq.strip} run {acq.run} is also at {seen[key]}",
-                    acq.strip, acq.run,
-                ))
+                scan.problems.append(
+                    Problem(
+                        str(acq.folder),
+                        "unique-acquisition",
+                        f"strip {acq.strip} run {acq.run} is also at {seen[key]}",
+                        acq.strip,
+                        acq.run,
+                    )
+                )
                 continue
             seen[key] = acq.folder
             scan.acquisitions.append(acq)
@@ -78,8 +84,10 @@ def scan_raw(raw: Path, n_frames: int) -> RawScan:
         _apply_labels_csv(raw / "labels.csv", labels, scan)
     elif scan.label_source == "folders":
         scan.annotations = pd.DataFrame(
-            [{"strip": a.strip, "label": a.label, "defect": None, "vial": None, "region": None}
-             for a in scan.acquisitions]
+            [
+                {"strip": a.strip, "label": a.label, "defect": None, "vial": None, "region": None}
+                for a in scan.acquisitions
+            ]
         ).drop_duplicates("strip")
     scan.acquisitions.sort(key=lambda a: (a.strip, a.run))
     return scan
@@ -98,18 +106,26 @@ def _top_level(raw: Path, scan: RawScan) -> tuple[list[tuple[Path, str]], pd.Dat
         if p.name == "labels.csv":
             continue
         if not p.is_dir():
-            scan.problems.append(Problem(
-                str(p), "raw-layout", "unexpected file at the top of the raw folder "
-                "(expected labels.csv and strip folders)",
-            ))
+            scan.problems.append(
+                Problem(
+                    str(p),
+                    "raw-layout",
+                    "unexpected file at the top of the raw folder "
+                    "(expected labels.csv and strip folders)",
+                )
+            )
         elif scan.label_source == "folders":
             if p.name in LABEL_DIRS:
                 strip_dirs += [(s, p.name) for s in _entries(p, scan) if _is_strip_dir(s, scan)]
             else:
-                scan.problems.append(Problem(
-                    str(p), "raw-layout", "strip folder outside good/ and defect/ "
-                    "(with label folders, every strip must be inside one)",
-                ))
+                scan.problems.append(
+                    Problem(
+                        str(p),
+                        "raw-layout",
+                        "strip folder outside good/ and defect/ "
+                        "(with label folders, every strip must be inside one)",
+                    )
+                )
         elif _is_strip_dir(p, scan):
             strip_dirs.append((p, "unknown"))
     return strip_dirs, labels
@@ -131,13 +147,19 @@ def _is_strip_dir(p: Path, scan: RawScan) -> bool:
         scan.problems.append(Problem(str(p), "readable", f"cannot be opened ({e.strerror})"))
         return False
     if not is_dir:
-        scan.problems.append(Problem(str(p), "raw-layout", "unexpected file; expected a strip folder"))
+        scan.problems.append(
+            Problem(str(p), "raw-layout", "unexpected file; expected a strip folder")
+        )
         return False
     if not STRIP_RE.match(p.name):
-        scan.problems.append(Problem(
-            str(p), "strip-id", f"strip folder name {p.name!r} must match [A-Za-z0-9_-]+",
-            strip=None,
-        ))
+        scan.problems.append(
+            Problem(
+                str(p),
+                "strip-id",
+                f"strip folder name {p.name!r} must match [A-Za-z0-9_-]+",
+                strip=None,
+            )
+        )
         return False
     return True
 
@@ -148,10 +170,14 @@ def _scan_strip(strip_dir: Path, label: str, n_frames: int, scan: RawScan) -> li
     for run_dir in _entries(strip_dir, scan):
         m = RUN_RE.match(run_dir.name)
         if not m or not run_dir.is_dir():
-            scan.problems.append(Problem(
-                str(run_dir), "raw-layout", "unexpected entry in a strip folder "
-                "(expected run_<n> folders)", strip,
-            ))
+            scan.problems.append(
+                Problem(
+                    str(run_dir),
+                    "raw-layout",
+                    "unexpected entry in a strip folder (expected run_<n> folders)",
+                    strip,
+                )
+            )
             continue
         run = int(m.group(1))
         frames = _scan_run(run_dir, strip, run, n_frames, scan)
@@ -168,17 +194,28 @@ def _scan_run(run_dir: Path, strip: str, run: int, n_frames: int, scan: RawScan)
     for f in _entries(run_dir, scan):
         m = FRAME_RE.match(f.name)
         if not m:
-            scan.problems.append(Problem(
-                str(f), "raw-layout", "unexpected entry in a run folder "
-                "(expected frame_<i>.png or frame_<i>.tif)", strip, run,
-            ))
+            scan.problems.append(
+                Problem(
+                    str(f),
+                    "raw-layout",
+                    "unexpected entry in a run folder (expected frame_<i>.png or frame_<i>.tif)",
+                    strip,
+                    run,
+                )
+            )
             bad = True
             continue
         i = int(m.group(1))
         if i in by_index:
-            scan.problems.append(Problem(
-                str(f), "unique-frame", f"frame index {i} also at {by_index[i].name}", strip, run
-            ))
+            scan.problems.append(
+                Problem(
+                    str(f),
+                    "unique-frame",
+                    f"frame index {i} also at {by_index[i].name}",
+                    strip,
+                    run,
+                )
+            )
             bad = True
         by_index[i] = f
     if not by_index:
@@ -189,16 +226,23 @@ def _scan_run(run_dir: Path, strip: str, run: int, n_frames: int, scan: RawScan)
         missing = sorted(expected - set(by_index))
         extra = sorted(set(by_index) - expected)
         detail = "; ".join(
-            s for s in (
+            s
+            for s in (
                 f"missing {_ranges(missing)}" if missing else "",
                 f"unexpected {_ranges(extra)}" if extra else "",
-            ) if s
+            )
+            if s
         )
-        scan.problems.append(Problem(
-            str(run_dir), "frame-count",
-            f"expected frames 0..{n_frames - 1} ({n_frames} frames), found {len(by_index)}: {detail}",
-            strip, run,
-        ))
+        scan.problems.append(
+            Problem(
+                str(run_dir),
+                "frame-count",
+                f"expected frames 0..{n_frames - 1} ({n_frames} frames), "
+                f"found {len(by_index)}: {detail}",
+                strip,
+                run,
+            )
+        )
         return None
     return None if bad else tuple(by_index[i] for i in range(n_frames))
 
@@ -218,17 +262,26 @@ def read_labels_csv(path: Path, scan: RawScan) -> pd.DataFrame | None:
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in ("strip", "label") if c not in header]
     if missing:
-        scan.problems.append(Problem(
-            str(path), "labels-csv", f"missing column(s) {', '.join(missing)}; "
-            "expected header strip,label[,defect,vial,region]", fatal=True,
-        ))
+        scan.problems.append(
+            Problem(
+                str(path),
+                "labels-csv",
+                f"missing column(s) {', '.join(missing)}; "
+                "expected header strip,label[,defect,vial,region]",
+                fatal=True,
+            )
+        )
         return None
     unknown = [c for c in header if c not in ("strip", "label", "defect", "vial", "region")]
     if unknown:
-        scan.problems.append(Problem(
-            str(path), "labels-csv", f"unknown column(s) {', '.join(unknown)}; "
-            "known: strip,label,defect,vial,region", fatal=True,
-        ))
+        scan.problems.append(
+            Problem(
+                str(path),
+                "labels-csv",
+                f"unknown column(s) {', '.join(unknown)}; known: strip,label,defect,vial,region",
+                fatal=True,
+            )
+        )
         return None
     rows = []
     for n, rec in enumerate(reader, start=2):  # line 1 is the header
@@ -242,27 +295,36 @@ def read_labels_csv(path: Path, scan: RawScan) -> pd.DataFrame | None:
 def _label_row(rec: dict[str, str], where: str, scan: RawScan) -> dict | None:
     strip, label = rec.get("strip", ""), rec.get("label", "")
     if not STRIP_RE.match(strip):
-        scan.problems.append(Problem(where, "labels-csv", f"strip {strip!r} must match [A-Za-z0-9_-]+"))
+        scan.problems.append(
+            Problem(where, "labels-csv", f"strip {strip!r} must match [A-Za-z0-9_-]+")
+        )
         return None
     if label not in ("good", "defect"):
-        scan.problems.append(Problem(
-            where, "labels-csv", f"label {label!r} must be good or defect", strip
-        ))
+        scan.problems.append(
+            Problem(where, "labels-csv", f"label {label!r} must be good or defect", strip)
+        )
         return None
-    row = {"strip": strip, "label": label, "defect": rec.get("defect") or None,
-           "vial": None, "region": None}
+    row = {
+        "strip": strip,
+        "label": label,
+        "defect": rec.get("defect") or None,
+        "vial": None,
+        "region": None,
+    }
     for col, hi, lo in (("vial", VIALS, 1), ("region", REGIONS - 1, 0)):
         v = rec.get(col, "")
         if not v:
             continue
         if not v.isdigit() or not lo <= int(v) <= hi:
-            scan.problems.append(Problem(where, "labels-csv", f"{col} {v!r} must be {lo}..{hi}", strip))
+            scan.problems.append(
+                Problem(where, "labels-csv", f"{col} {v!r} must be {lo}..{hi}", strip)
+            )
             return None
         row[col] = int(v)
     if label == "good" and (row["defect"] or row["vial"] is not None or row["region"] is not None):
-        scan.problems.append(Problem(
-            where, "labels-csv", "a good strip cannot carry a defect/vial/region", strip
-        ))
+        scan.problems.append(
+            Problem(where, "labels-csv", "a good strip cannot carry a defect/vial/region", strip)
+        )
         return None
     return row
 
@@ -270,18 +332,26 @@ def _label_row(rec: dict[str, str], where: str, scan: RawScan) -> dict | None:
 def _apply_labels_csv(path: Path, labels: pd.DataFrame, scan: RawScan) -> None:
     dup = labels.duplicated(keep="first")
     for strip in labels.loc[dup, "strip"]:
-        scan.problems.append(Problem(str(path), "labels-csv", f"duplicate row for strip {strip}", strip))
+        scan.problems.append(
+            Problem(str(path), "labels-csv", f"duplicate row for strip {strip}", strip)
+        )
     labels = labels[~dup]
     per_strip = labels.groupby("strip")["label"].nunique()
     for strip in per_strip[per_strip > 1].index:
-        scan.problems.append(Problem(
-            str(path), "labels-csv", f"strip {strip} is labelled both good and defect", strip
-        ))
+        scan.problems.append(
+            Problem(
+                str(path), "labels-csv", f"strip {strip} is labelled both good and defect", strip
+            )
+        )
     for strip in sorted(set(labels["strip"]) - scan.strips):
-        scan.problems.append(Problem(
-            str(path), "labels-csv", f"names strip {strip}, which has no folder in the raw root",
-            strip,
-        ))
+        scan.problems.append(
+            Problem(
+                str(path),
+                "labels-csv",
+                f"names strip {strip}, which has no folder in the raw root",
+                strip,
+            )
+        )
     label_of = labels.drop_duplicates("strip").set_index("strip")["label"].to_dict()
     scan.acquisitions = [
         Acquisition(a.strip, a.run, label_of.get(a.strip, "unknown"), a.folder, a.frames)

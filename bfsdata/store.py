@@ -52,7 +52,12 @@ def codec(cfg: StoreConfig) -> BloscCodec:
 
 
 def require_acquisition_arrays(
-    root: zarr.Group, n_frames: int, n_ranks: int, height: int, width: int, dtype: str,
+    root: zarr.Group,
+    n_frames: int,
+    n_ranks: int,
+    height: int,
+    width: int,
+    dtype: str,
     cfg: StoreConfig,
 ) -> tuple[zarr.Array, zarr.Array]:
     """Open `frames` and `rank`, creating them on first ingest; refuse data of another shape."""

@@ -24,27 +24,28 @@ class Committer:
     """
 
     def __init__(
-        self, ws: Path, schema: manifest.Schema, base: pd.DataFrame, sort: Sequence[str] = (),
+        self,
+        ws: Path,
+        schema: manifest.Schema,
+        base: pd.DataFrame,
+        sort: Sequence[str] = (),
         interval: float = 5.0,
     ) -> None:
         self.ws, self.schema, self.sort, self.interval = ws, schema, tuple(sort), interval
         self.frames = [base] if not base.empty else []
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[pd.DataFrame] = []
         self.last = time.monotonic()
         self.cost = 0.0
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        self.pending.extend(rows)
+    def add(self, rows: pd.DataFrame | list[dict[str, Any]]) -> None:
+        self.pending.append(rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows))
         if time.monotonic() - self.last >= max(self.interval, 10 * self.cost):
             self.flush()
 
     def flush(self) -> pd.DataFrame:
         t0 = time.monotonic()
-        if self.pending:
-            new = pd.DataFrame(self.pending)
-            new = new.astype({c: self.schema.empty()[c].dtype for c in new.columns}, errors="ignore")
-            self.frames.append(new)
-            self.pending = []
+        self.frames.extend(self.pending)
+        self.pending = []
         df = pd.concat(self.frames, ignore_index=True) if self.frames else self.schema.empty()
         self.frames = [df]
         manifest.write(self.ws, self.schema, df, sort=self.sort)
@@ -70,8 +71,14 @@ def record_rejections(ws: Path, problems: Sequence[Problem]) -> None:
     now = pd.Timestamp.now(tz="UTC")
     new = pd.DataFrame(
         [
-            {"source": p.source, "strip": p.strip, "run": p.run, "rule": p.rule,
-             "message": p.message, "rejected_at": now}
+            {
+                "source": p.source,
+                "strip": p.strip,
+                "run": p.run,
+                "rule": p.rule,
+                "message": p.message,
+                "rejected_at": now,
+            }
             for p in problems
         ]
     )

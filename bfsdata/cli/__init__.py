@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bfsdata import __version__
-from bfsdata.cli import ingest
+from bfsdata.cli import ingest, patch, show
 from bfsdata.cli.common import setup_logging
 
 app = typer.Typer(
@@ -37,6 +37,8 @@ def _main(
 
 
 app.command("ingest")(ingest.command)
+app.command("patch")(patch.command)
+app.command("show")(show.command)
 
 
 def main() -> None:

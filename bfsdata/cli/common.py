@@ -28,7 +28,8 @@ WorkspaceOpt = Annotated[
 PipelineOpt = Annotated[
     str | None,
     typer.Option(
-        "--pipeline", "-p",
+        "--pipeline",
+        "-p",
         help="Pipeline name (bfs-5vial, demo) or YAML path. Default: the workspace's "
         "pipeline.yaml, else bfs-5vial.",
     ),

@@ -7,7 +7,13 @@ from typing import Annotated
 import typer
 
 from bfsdata.cli.common import (
-    PipelineOpt, SchedulerOpt, WorkersOpt, WorkspaceOpt, console, handle_errors, human_bytes,
+    PipelineOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    WorkspaceOpt,
+    console,
+    handle_errors,
+    human_bytes,
     workspace_pipeline,
 )
 from bfsdata.config import AcquisitionConfig
@@ -40,14 +46,18 @@ def command(
     if frames is not None or ranks is not None:
         n = frames if frames is not None else acq.frames
         rk = tuple(int(r) for r in ranks.split(",")) if ranks else (1, n)
-        acq = AcquisitionConfig(frames=n, ranks=rk, test_frames=tuple(f for f in acq.test_frames if f < n))
+        acq = AcquisitionConfig(
+            frames=n, ranks=rk, test_frames=tuple(f for f in acq.test_frames if f < n)
+        )
         pipe = dataclasses.replace(pipe, acquisition=acq)
     s = ingest(raw, workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
     rate = s.frames / s.seconds if s.seconds else 0.0
     console.print(f"[bold]ingest[/] {raw} -> {s.workspace}")
     console.print(f"  acquisitions found    {s.found} (labels from {s.label_source})")
     console.print(f"  already ingested      {s.already}")
-    console.print(f"  ingested now          {s.ingested} ({s.frames} frames, {human_bytes(s.bytes_read)})")
+    console.print(
+        f"  ingested now          {s.ingested} ({s.frames} frames, {human_bytes(s.bytes_read)})"
+    )
     if s.rejected:
         console.print(f"  refused               {s.rejected} (see manifests/rejected.parquet)")
     console.print(f"  in workspace          {s.total} acquisitions")

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bfsdata.cli.common import (
+    PipelineOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    WorkspaceOpt,
+    console,
+    handle_errors,
+    workspace_pipeline,
+)
+from bfsdata.config import KINDS
+from bfsdata.patch import patch
+from bfsdata.preview import write_contact_sheet
+
+
+@handle_errors
+def command(
+    workspace: WorkspaceOpt = Path("."),
+    pipeline: PipelineOpt = None,
+    regions: Annotated[int | None, typer.Option(help="Regions per vial (pipeline: 4).")] = None,
+    vials: Annotated[int | None, typer.Option(help="Vials per strip (pipeline: 5).")] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="fixed (columns from the pipeline) or auto (from the data).")
+    ] = None,
+    frames: Annotated[
+        str | None, typer.Option(help="all | first-eighth-last | comma list such as 0,7,15.")
+    ] = None,
+    kinds: Annotated[str | None, typer.Option(help=f"Comma list of {', '.join(KINDS)}.")] = None,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Also write previews/acq-0.png (contact sheet).")
+    ] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Go on past acquisitions that fail to register.")
+    ] = False,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+) -> None:
+    """Cut vials x regions of every frame and rank image into 256x256 patches.
+
+    Example: bfsdata patch --regions 4 -w ws/
+    """
+    pipe = workspace_pipeline(workspace, pipeline)
+    lay = pipe.layout.with_counts(vials, regions)
+    if layout is not None:
+        lay = dataclasses.replace(lay, mode=layout)
+    pc = pipe.patch
+    if frames is not None:
+        pc = dataclasses.replace(pc, frames=frames)
+    if kinds is not None:
+        pc = dataclasses.replace(pc, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
+    pipe = dataclasses.replace(pipe, layout=lay, patch=pc)
+    s = patch(workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
+    rate = s.patches / s.seconds if s.seconds else 0.0
+    console.print(f"[bold]patch[/] {s.workspace}")
+    console.print(f"  acquisitions          {s.acquisitions} ({s.already} patched before)")
+    console.print(
+        f"  patched now           {s.patched} x {s.per_acquisition} = {s.patches} patches"
+    )
+    if s.rejected:
+        console.print(f"  refused               {s.rejected} (see manifests/rejected.parquet)")
+    console.print(f"  patches in workspace  {s.total}")
+    console.print(f"  time                  {s.seconds:.1f} s ({rate:.0f} patches/s)")
+    if s.patched == 0 and not s.rejected:
+        console.print("  nothing to do: every acquisition is already patched")
+    if preview:
+        out = write_contact_sheet(workspace, Path(workspace) / "previews" / "acq-0.png", acq=0)
+        console.print(f"  preview               {out}")

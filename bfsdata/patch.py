@@ -1,0 +1,337 @@
+"""`bfsdata patch`: cut vials x regions of every frame and rank image into the patch store.
+
+Decide, then act: the driver checks the layout against the ingested image size, finds the
+acquisitions not yet patched, and plans tasks of a few acquisitions, each owning a range of
+whole shards (DESIGN.md section 6: nobody else ever writes into them). A task deletes its shards
+first (debris of a killed run), registers each acquisition on its max rank image, cuts the same
+boxes from every selected frame and rank image, and writes full shards as they fill. The
+manifest is committed from finished tasks only, so it never points at a patch that is not there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bfsdata import manifest, store
+from bfsdata.config import Pipeline, parse_frames
+from bfsdata.crop import cut_patches
+from bfsdata.layout import Geometry, RegistrationError, register, scale_layout
+from bfsdata.parallel import run_tasks
+from bfsdata.raw import Problem
+from bfsdata.workspace import Committer, provenance, record_rejections
+
+log = logging.getLogger(__name__)
+
+
+class PatchError(ValueError):
+    """The workspace or the layout cannot be patched; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class PatchSummary:
+    workspace: Path
+    acquisitions: int  # in the workspace
+    already: int  # patched before this run
+    patched: int  # acquisitions patched by this run
+    patches: int  # patches written by this run
+    per_acquisition: int  # images x vials x regions
+    rejected: int
+    seconds: float
+    total: int  # patches in the workspace after this run
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a task needs besides its acquisitions; small, so it ships to workers."""
+
+    store: Path
+    geo: Geometry
+    frames: tuple[int, ...]  # frame indices to cut
+    kinds: tuple[str, ...]
+    rank_index: dict[str, int]  # kind -> index in the rank array
+    size: int
+    resize: str
+    input_bits: int
+    shard: int
+
+    @property
+    def images(self) -> list[tuple[str, int]]:
+        """(kind, frame) of every image cut, in row order: frames first, then rank images."""
+        out = [("frame", f) for f in self.frames] if "frame" in self.kinds else []
+        return out + [(k, -1) for k in ("rank_min", "rank_max") if k in self.kinds]
+
+    @property
+    def per_acquisition(self) -> int:
+        return len(self.images) * len(self.geo.columns) * len(self.geo.bands)
+
+
+@dataclass(frozen=True)
+class _Job:
+    acq: int
+    strip: str
+    run: int
+    label: str
+    defects: tuple[tuple[int, int], ...]  # annotated (vial, region) cells
+    located: bool  # every annotation of the strip names its vial and region
+
+
+@dataclass(frozen=True)
+class _Unit:
+    plan: _Plan
+    first_shard: int
+    n_shards: int
+    jobs: tuple[_Job, ...]
+
+
+def patch(
+    workspace: Path,
+    pipe: Pipeline,
+    *,
+    skip_bad: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+) -> PatchSummary:
+    t0 = time.perf_counter()
+    ws = Path(workspace)
+    acqs = manifest.read(ws, manifest.ACQUISITIONS)
+    if acqs.empty:
+        raise PatchError(f"{ws}: no ingested acquisitions; run `bfsdata ingest RAW -w {ws}` first")
+    root = store.open_root(ws)
+    plan = _make_plan(ws, pipe, root, acqs)
+    arr = store.require_patches(root, plan.size, pipe.store)
+    _check_settings(arr, plan, pipe)
+
+    done = manifest.read(ws, manifest.PATCHES)
+    store.clean_partials(ws)
+    store.remove_orphans(arr, done["patch"].to_numpy())
+    pending = acqs[~acqs["acq"].isin(done["acq"].unique())].sort_values("acq")
+    jobs = _jobs(pending, manifest.read(ws, manifest.ANNOTATIONS))
+    units = _units(
+        plan,
+        jobs,
+        used=set((done["patch"] // plan.shard).tolist()),
+        per_task=pipe.patch.acq_per_task,
+    )
+    if units:
+        last = max(u.first_shard + u.n_shards for u in units)
+        store.grow(arr, last * plan.shard)
+
+    committer = Committer(ws, manifest.PATCHES, done, sort=("patch",))
+    problems: list[Problem] = []
+    written = [0, 0]  # acquisitions, patches
+
+    def on_result(res: tuple[pd.DataFrame, list[Problem]]) -> None:
+        rows, failed = res
+        problems.extend(failed)
+        if not rows.empty:
+            committer.add(rows)
+            written[0] += rows["acq"].nunique()
+            written[1] += len(rows)
+
+    run_tasks(
+        _patch_unit,
+        units,
+        on_result,
+        workers=workers,
+        scheduler=scheduler,
+        label="patch (acquisitions)",
+        weight=lambda u: len(u.jobs),
+    )
+    final = committer.flush() if units else done
+    store.remove_orphans(arr, final["patch"].to_numpy())
+    record_rejections(ws, problems)
+    summary = PatchSummary(
+        workspace=ws,
+        acquisitions=len(acqs),
+        already=len(acqs) - len(pending),
+        patched=written[0],
+        patches=written[1],
+        per_acquisition=plan.per_acquisition,
+        rejected=len(problems),
+        seconds=time.perf_counter() - t0,
+        total=len(final),
+    )
+    if problems and not skip_bad:
+        lines = "\n".join(str(p) for p in problems[:20])
+        raise PatchError(
+            f"{len(problems)} acquisition(s) could not be patched (the other {written[0]} were):\n"
+            f"{lines}\nCheck the layout with `bfsdata show`, or pass --skip-bad to record them "
+            "in manifests/rejected.parquet and go on."
+        )
+    return summary
+
+
+def _make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> _Plan:
+    h, w = int(acqs["height"].iloc[0]), int(acqs["width"].iloc[0])
+    try:
+        geo = scale_layout(pipe.layout, h, w)
+    except RegistrationError as e:
+        raise PatchError(str(e)) from None
+    ranks = [int(r) for r in root.attrs.get("ranks", [])]
+    n_frames = int(acqs["n_frames"].iloc[0])
+    rank_index = {}
+    for kind, r in (("rank_min", 1), ("rank_max", n_frames)):
+        if r in ranks:
+            rank_index[kind] = ranks.index(r)
+        elif kind in pipe.patch.kinds:
+            raise PatchError(f"{kind} patches need rank {r}, but ingest computed ranks {ranks}")
+    if "rank_max" not in rank_index:
+        raise PatchError(
+            f"registration needs the max rank image (rank {n_frames}); ingest computed {ranks}"
+        )
+    return _Plan(
+        store=store.store_path(ws),
+        geo=geo,
+        frames=parse_frames(pipe.patch.frames, n_frames),
+        kinds=pipe.patch.kinds,
+        rank_index=rank_index,
+        size=pipe.patch.size,
+        resize=pipe.patch.resize,
+        input_bits=pipe.patch.input_bits,
+        shard=pipe.store.patch_shard,
+    )
+
+
+def _check_settings(arr, plan: _Plan, pipe: Pipeline) -> None:
+    """One workspace, one patch definition: refuse to mix patches cut in different ways."""
+    settings = {
+        "frames": list(plan.frames),
+        "kinds": list(plan.kinds),
+        "vials": len(plan.geo.columns),
+        "regions": len(plan.geo.bands),
+        "layout": json.loads(json.dumps(dataclasses.asdict(pipe.layout))),
+        "resize": plan.resize,
+        "input_bits": plan.input_bits,
+    }
+    old = arr.attrs.get("settings")
+    if old is not None and old != settings:
+        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        raise PatchError(
+            f"this workspace was patched with other settings ({', '.join(changed)} differ); "
+            "patches of one workspace must be cut one way. Use a new workspace, or the "
+            "original pipeline and options."
+        )
+    arr.attrs.update({"settings": settings, "bfsdata": provenance(pipe)})
+
+
+def _jobs(pending: pd.DataFrame, ann: pd.DataFrame) -> list[_Job]:
+    by_strip = {s: g for s, g in ann.groupby("strip")} if not ann.empty else {}
+    jobs = []
+    for row in pending.itertuples(index=False):
+        a = by_strip.get(row.strip)
+        cells: tuple[tuple[int, int], ...] = ()
+        located = row.label == "good"
+        if row.label == "defect" and a is not None:
+            known = a.dropna(subset=["vial", "region"])
+            cells = tuple(
+                sorted(
+                    {(int(v), int(r)) for v, r in zip(known["vial"], known["region"], strict=True)}
+                )
+            )
+            located = len(known) == len(a)
+        jobs.append(_Job(int(row.acq), row.strip, int(row.run), row.label, cells, located))
+    return jobs
+
+
+def _units(plan: _Plan, jobs: list[_Job], used: set[int], per_task: int) -> list[_Unit]:
+    """Group jobs into tasks, each owning a run of whole free shards (first fit)."""
+    units, cursor = [], 0
+    for i in range(0, len(jobs), per_task):
+        group = tuple(jobs[i : i + per_task])
+        need = -(-len(group) * plan.per_acquisition // plan.shard)
+        while any(s in used for s in range(cursor, cursor + need)):
+            cursor += 1
+        units.append(_Unit(plan, cursor, need, group))
+        cursor += need
+    return units
+
+
+def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
+    """Cut the unit's acquisitions into its own shards. Runs on a worker."""
+    plan = unit.plan
+    root = store.open_root(plan.store.parent)
+    arr = root["patches"]
+    s = plan.shard
+    store.delete_shards(arr, range(unit.first_shard, unit.first_shard + unit.n_shards))
+    buf = np.zeros((s, plan.size, plan.size), dtype=np.uint8)
+    fill, shard = 0, unit.first_shard
+    tables, problems = [], []
+    for job in unit.jobs:
+        try:
+            patches, rows = _cut_acquisition(root, job, plan)
+        except (RegistrationError, ValueError) as e:
+            problems.append(
+                Problem(f"acquisition {job.acq}", "registration", str(e), job.strip, job.run)
+            )
+            continue
+        rows["patch"] = 0
+        done = 0
+        while done < len(patches):
+            take = min(s - fill, len(patches) - done)
+            buf[fill : fill + take] = patches[done : done + take]
+            rows.loc[rows.index[done : done + take], "patch"] = shard * s + fill + np.arange(take)
+            fill, done = fill + take, done + take
+            if fill == s:
+                arr[shard * s : (shard + 1) * s] = buf
+                fill, shard = 0, shard + 1
+        tables.append(rows)
+    if fill:
+        arr[shard * s : shard * s + fill] = buf[:fill]
+    out = pd.concat(tables, ignore_index=True) if tables else manifest.PATCHES.empty()
+    return out, problems
+
+
+def _cut_acquisition(root, job: _Job, plan: _Plan) -> tuple[np.ndarray, pd.DataFrame]:
+    """All patches of one acquisition, (n, P, P) uint8, and their manifest rows."""
+    rank = root["rank"][job.acq]  # (R, H, W)
+    reg = register(rank[plan.rank_index["rank_max"]], plan.geo)
+    boxes = reg.boxes.reshape(-1, 4)  # (V * R, 4), vial-major
+    images = plan.images
+    frames = None
+    if "frame" in plan.kinds:
+        frames = root["frames"].get_orthogonal_selection((job.acq, list(plan.frames)))  # (F', H, W)
+    out = np.empty((plan.per_acquisition, plan.size, plan.size), dtype=np.uint8)
+    n = len(boxes)
+    for i, (kind, f) in enumerate(images):
+        img = frames[plan.frames.index(f)] if kind == "frame" else rank[plan.rank_index[kind]]
+        out[i * n : (i + 1) * n] = cut_patches(img, boxes, plan.size, plan.resize, plan.input_bits)
+
+    n_vials, n_regions = reg.boxes.shape[:2]
+    vial = np.tile(np.repeat(np.arange(1, n_vials + 1), n_regions), len(images))
+    region = np.tile(np.arange(n_regions), n_vials * len(images))
+    cell = set(job.defects)
+    here = [(int(v), int(r)) in cell for v, r in zip(vial, region, strict=True)]
+    defect_here = pd.array(here, dtype="boolean")
+    if not job.located:
+        defect_here[~np.asarray(here)] = pd.NA
+    if job.label == "unknown":
+        defect_here[:] = pd.NA
+    tiled = np.tile(boxes, (len(images), 1))
+    rows = pd.DataFrame(
+        {
+            "acq": job.acq,
+            "strip": job.strip,
+            "run": job.run,
+            "frame": np.repeat([f for _, f in images], n),
+            "kind": np.repeat([k for k, _ in images], n),
+            "vial": vial,
+            "region": region,
+            "label": job.label,
+            "defect_here": defect_here,
+            "y0": tiled[:, 0],
+            "x0": tiled[:, 1],
+            "y1": tiled[:, 2],
+            "x1": tiled[:, 3],
+            "dy": reg.dy,
+            "dx": reg.dx,
+        }
+    )
+    return out, rows
