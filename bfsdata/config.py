@@ -127,8 +127,8 @@ class PatchConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    cname: str = "zstd"  # blosc compressor (lossless)
-    clevel: int = 3  # blosc compression level 0..9
+    cname: str = "lz4"  # blosc compressor (lossless); choice measured in benchmarks/codecs.py
+    clevel: int = 5  # blosc compression level 0..9
     shuffle: str = "bitshuffle"  # blosc shuffle: noshuffle | shuffle | bitshuffle
     patch_shard: int = 256  # patches per shard file: the unit of writing and of ownership
 

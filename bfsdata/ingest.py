@@ -230,9 +230,8 @@ def _ingest_one(task: _Task) -> dict | Problem:
     ranked = rank_images(stack, task.ranks)  # (R, H, W)
     root = store.open_root(task.store.parent)
     for name, data in (("frames", stack), ("rank", ranked)):
-        arr = root[name]
-        store.delete_shards(arr, [task.row])
-        arr[task.row] = data
+        store.delete_shards(root[name], [task.row])
+        store.ts_array(task.store, name)[task.row].write(data).result()
     return {
         "acq": task.row,
         "strip": acq.strip,

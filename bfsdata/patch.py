@@ -258,15 +258,16 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
     """Cut the unit's acquisitions into its own shards. Runs on a worker."""
     plan = unit.plan
     root = store.open_root(plan.store.parent)
-    arr = root["patches"]
+    store.delete_shards(root["patches"], range(unit.first_shard, unit.first_shard + unit.n_shards))
+    arr = store.ts_array(plan.store, "patches")
+    src = {name: store.ts_array(plan.store, name) for name in ("frames", "rank")}
     s = plan.shard
-    store.delete_shards(arr, range(unit.first_shard, unit.first_shard + unit.n_shards))
     buf = np.zeros((s, plan.size, plan.size), dtype=np.uint8)
     fill, shard = 0, unit.first_shard
     tables, problems = [], []
     for job in unit.jobs:
         try:
-            patches, rows = _cut_acquisition(root, job, plan)
+            patches, rows = _cut_acquisition(src, job, plan)
         except (RegistrationError, ValueError) as e:
             problems.append(
                 Problem(f"acquisition {job.acq}", "registration", str(e), job.strip, job.run)
@@ -280,24 +281,24 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
             rows.loc[rows.index[done : done + take], "patch"] = shard * s + fill + np.arange(take)
             fill, done = fill + take, done + take
             if fill == s:
-                arr[shard * s : (shard + 1) * s] = buf
+                arr[shard * s : (shard + 1) * s].write(buf).result()
                 fill, shard = 0, shard + 1
         tables.append(rows)
     if fill:
-        arr[shard * s : shard * s + fill] = buf[:fill]
+        arr[shard * s : shard * s + fill].write(buf[:fill]).result()
     out = pd.concat(tables, ignore_index=True) if tables else manifest.PATCHES.empty()
     return out, problems
 
 
-def _cut_acquisition(root, job: _Job, plan: _Plan) -> tuple[np.ndarray, pd.DataFrame]:
+def _cut_acquisition(src: dict, job: _Job, plan: _Plan) -> tuple[np.ndarray, pd.DataFrame]:
     """All patches of one acquisition, (n, P, P) uint8, and their manifest rows."""
-    rank = root["rank"][job.acq]  # (R, H, W)
+    rank = src["rank"][job.acq].read().result()  # (R, H, W)
     reg = register(rank[plan.rank_index["rank_max"]], plan.geo)
     boxes = reg.boxes.reshape(-1, 4)  # (V * R, 4), vial-major
     images = plan.images
     frames = None
     if "frame" in plan.kinds:
-        frames = root["frames"].get_orthogonal_selection((job.acq, list(plan.frames)))  # (F', H, W)
+        frames = src["frames"][job.acq][list(plan.frames)].read().result()  # (F', H, W)
     out = np.empty((plan.per_acquisition, plan.size, plan.size), dtype=np.uint8)
     n = len(boxes)
     for i, (kind, f) in enumerate(images):

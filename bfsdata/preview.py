@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from bfsdata import manifest, store
 from bfsdata.crop import to_uint8
@@ -113,7 +114,8 @@ def _patch_grid(patches: np.ndarray, rows) -> np.ndarray:
         )
         colour = REGION_BGR[int(r.region) % len(REGION_BGR)]
         cv2.rectangle(tile, (0, 0), (TILE - 1, TILE - 1), colour, 2)
-        label = f"v{r.vial} R{r.region}" + (" defect" if r.defect_here is True else "")
+        here = not pd.isna(r.defect_here) and bool(r.defect_here)
+        label = f"v{r.vial} R{r.region}" + (" defect" if here else "")
         cv2.putText(tile, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1, cv2.LINE_AA)
         y, x = int(r.region) * (TILE + 4), (int(r.vial) - 1) * (TILE + 4)
         grid[y : y + TILE, x : x + TILE] = tile

@@ -16,11 +16,14 @@ them into one file (DESIGN.md section 6).
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import tensorstore as ts
 import zarr
 from zarr.codecs import BloscCodec
 from zarr.core.sync import sync
@@ -165,6 +168,24 @@ def remove_orphans(arr: zarr.Array, used_rows: np.ndarray) -> int:
     if orphans:
         log.info("removed %d orphan shard(s) from %s", len(orphans), arr.name)
     return len(orphans)
+
+
+def ts_array(workspace_store: Path, name: str) -> ts.TensorStore:
+    """A tensorstore handle on one array of the store, opened once per process.
+
+    zarr-python encodes a shard's 256 inner chunks one by one (about 1,200 patches/s here);
+    tensorstore writes the same zarr v3 bytes from C++ threads (about 4,800 patches/s on 2 cores)
+    and reads 4x faster. Open it inside the task that uses it (never before a fork, and after
+    any resize: a handle keeps the shape it was opened with); the thread pools behind it are
+    shared per process.
+    """
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{workspace_store}/{name}"}}
+    return ts.open(spec, open=True, context=_ts_context(os.getpid())).result()
+
+
+@functools.lru_cache(maxsize=2)
+def _ts_context(pid: int) -> ts.Context:
+    return ts.Context()
 
 
 def clean_partials(workspace: Path) -> int:

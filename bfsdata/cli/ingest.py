@@ -17,7 +17,7 @@ from bfsdata.cli.common import (
     workspace_pipeline,
 )
 from bfsdata.config import AcquisitionConfig
-from bfsdata.ingest import ingest
+from bfsdata.ingest import IngestSummary, ingest
 
 
 @handle_errors
@@ -51,6 +51,10 @@ def command(
         )
         pipe = dataclasses.replace(pipe, acquisition=acq)
     s = ingest(raw, workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
+    print_summary(raw, s)
+
+
+def print_summary(raw: Path, s: IngestSummary) -> None:
     rate = s.frames / s.seconds if s.seconds else 0.0
     console.print(f"[bold]ingest[/] {raw} -> {s.workspace}")
     console.print(f"  acquisitions found    {s.found} (labels from {s.label_source})")

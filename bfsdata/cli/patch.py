@@ -16,7 +16,7 @@ from bfsdata.cli.common import (
     workspace_pipeline,
 )
 from bfsdata.config import KINDS
-from bfsdata.patch import patch
+from bfsdata.patch import PatchSummary, patch
 from bfsdata.preview import write_contact_sheet
 
 
@@ -57,6 +57,13 @@ def command(
         pc = dataclasses.replace(pc, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
     pipe = dataclasses.replace(pipe, layout=lay, patch=pc)
     s = patch(workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
+    print_summary(s)
+    if preview:
+        out = write_contact_sheet(workspace, Path(workspace) / "previews" / "acq-0.png", acq=0)
+        console.print(f"  preview               {out}")
+
+
+def print_summary(s: PatchSummary) -> None:
     rate = s.patches / s.seconds if s.seconds else 0.0
     console.print(f"[bold]patch[/] {s.workspace}")
     console.print(f"  acquisitions          {s.acquisitions} ({s.already} patched before)")
@@ -69,6 +76,3 @@ def command(
     console.print(f"  time                  {s.seconds:.1f} s ({rate:.0f} patches/s)")
     if s.patched == 0 and not s.rejected:
         console.print("  nothing to do: every acquisition is already patched")
-    if preview:
-        out = write_contact_sheet(workspace, Path(workspace) / "previews" / "acq-0.png", acq=0)
-        console.print(f"  preview               {out}")

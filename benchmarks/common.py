@@ -1,0 +1,30 @@
+"""Shared set-up for the benchmarks: a cached synthetic raw folder at camera size."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from bfsdata.synth import SynthConfig, synth
+
+OUT = Path(os.environ.get("BFSDATA_BENCH_OUT", "bench-out"))
+
+
+def raw_folder(strips: int, runs: int = 10, height: int = 1024, width: int = 1280) -> Path:
+    """Synthetic raw data, made once per size and reused by later benchmark runs."""
+    raw = OUT / f"raw-{strips}x{runs}-{height}x{width}"
+    if not (raw / "labels.csv").exists():
+        logging.info("writing %s (once)", raw)
+        synth(raw, SynthConfig(strips=strips, runs=runs, height=height, width=width, seed=1))
+    return raw
+
+
+class timer:  # noqa: N801 - reads like a function at the call site
+    def __enter__(self) -> timer:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.t0
