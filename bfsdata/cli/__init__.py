@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bfsdata import __version__
-from bfsdata.cli import ingest, patch, show
+from bfsdata.cli import demo, ingest, patch, show, split, stats, synth, verify
 from bfsdata.cli.common import setup_logging
 
 app = typer.Typer(
@@ -36,9 +36,14 @@ def _main(
     setup_logging(verbose)
 
 
+app.command("synth")(synth.command)
 app.command("ingest")(ingest.command)
 app.command("patch")(patch.command)
 app.command("show")(show.command)
+app.command("split")(split.command)
+app.command("stats")(stats.command)
+app.command("verify")(verify.command)
+app.command("demo")(demo.command)
 
 
 def main() -> None:

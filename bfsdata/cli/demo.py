@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bfsdata.cli import ingest as ingest_cli
+from bfsdata.cli import patch as patch_cli
+from bfsdata.cli import synth as synth_cli
+from bfsdata.cli.common import WorkersOpt, console, handle_errors, workspace_pipeline
+from bfsdata.ingest import ingest
+from bfsdata.patch import patch
+from bfsdata.preview import write_contact_sheet
+from bfsdata.synth import SynthConfig, synth
+
+MARKER = ".bfsdata-demo"  # a folder holding this file may be wiped and rebuilt by `demo`
+
+
+@handle_errors
+def command(
+    workspace: Annotated[
+        Path, typer.Option("--workspace", "-w", help="Fresh folder for the demo workspace.")
+    ] = Path("demo-workspace"),
+    strips: Annotated[int, typer.Option(help="Synthetic strips.")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workers: WorkersOpt = None,
+) -> None:
+    """The whole chain on synthetic data in a fresh workspace (pipeline `demo`).
+
+    Example: bfsdata demo -w /tmp/demo
+    """
+    ws = _fresh(workspace)
+    pipe = workspace_pipeline(ws, "demo")
+    ref_h, ref_w = pipe.layout.reference_size
+    cfg = SynthConfig(
+        strips=strips,
+        runs=10,
+        frames=pipe.acquisition.frames,
+        height=ref_h // 4,
+        width=ref_w // 4,
+        defect_fraction=0.5,
+        seed=seed,
+        workers=workers or 2,
+    )
+    raw = ws / "raw"
+    synth_cli.print_summary(synth(raw, cfg))
+    ingest_cli.print_summary(raw, ingest(raw, ws, pipe, workers=workers))
+    patch_cli.print_summary(patch(ws, pipe, workers=workers))
+    sheet = write_contact_sheet(ws, ws / "previews" / "acq-0.png", acq=0)
+    console.print(f"[bold]preview[/] {sheet}")
+
+
+def _fresh(workspace: Path) -> Path:
+    ws = Path(workspace)
+    if ws.exists() and any(ws.iterdir()):
+        if not (ws / MARKER).exists():
+            raise ValueError(
+                f"{ws} exists and is not a demo workspace; give --workspace a new folder"
+            )
+        shutil.rmtree(ws)
+    ws.mkdir(parents=True, exist_ok=True)
+    (ws / MARKER).write_text("made by `bfsdata demo`; the next demo run deletes this folder\n")
+    return ws
