@@ -156,7 +156,7 @@ class SplitConfig:
 class ModelConfig:
     """GRD-Net generator (encoder, dense bottleneck, decoder, second encoder) and critic."""
 
-    patch_size: int = 256  # px, input is (B, patch_size, patch_size, 1) in [0, 1]
+    patch_size: int = 256  # px, input (B, P, P, 1) in [0, 1]; the pipeline sets it from patch.size
     base_width: int = 128  # filters of stage 1; doubled per stage (paper: 128..1024)
     stages: int = 4  # residual stages, each halving H and W (256 -> 16 after 4)
     latent: int = 64  # features of the dense bottleneck z
@@ -239,7 +239,8 @@ class OptimConfig:
     batch: int = 32  # patches per step
     epochs: int = 10  # paper: 10
     steps_per_epoch: int = 0  # 0 = one pass over the train split
-    checkpoint_every: int = 0  # steps between extra checkpoints; 0 = once per epoch
+    checkpoint_every: int = 0  # steps between checkpoints (and log rows); 0 = once per epoch
+    val_patches: int = 2048  # val patches scored after each epoch: a fixed, seeded sample
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.optim.lr", "must be > 0")
@@ -274,12 +275,10 @@ class Pipeline:
     source: str = ""  # file the pipeline was read from
     sha256: str = ""  # of that file's bytes: provenance of every output
 
-    def __post_init__(self) -> None:
-        _check(
-            self.train.model.patch_size == self.patch.size,
-            "train.model.patch_size",
-            f"{self.train.model.patch_size} differs from patch.size {self.patch.size}",
-        )
+    @property
+    def model(self) -> ModelConfig:
+        """The model config with its patch size taken from `patch.size` (stated once)."""
+        return dataclasses.replace(self.train.model, patch_size=self.patch.size)
 
 
 class ConfigError(ValueError):

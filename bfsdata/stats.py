@@ -97,7 +97,7 @@ def stats(workspace: Path, *, sample: int = 2000, seed: int = 0) -> Stats:
         counts=counts,
         arrays=arrays,
         store_bytes=_bytes_under(store.store_path(ws)),
-        intensity=_intensity(root["patches"], patches, sample, seed) if has_patches else _empty(),
+        intensity=_intensity(ws, patches, sample, seed) if has_patches else _empty(),
     )
 
 
@@ -153,13 +153,14 @@ def _bytes_under(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def _intensity(arr, patches: pd.DataFrame, sample: int, seed: int) -> pd.DataFrame:
+def _intensity(ws: Path, patches: pd.DataFrame, sample: int, seed: int) -> pd.DataFrame:
     """Mean and standard deviation of grey levels per region over a random patch sample."""
+    arr = store.ts_array(store.store_path(ws), "patches")  # random reads: tensorstore is faster
     rows = patches[patches["patch"] < arr.shape[0]]
     if len(rows) > sample:
         rows = rows.sample(n=sample, random_state=seed)
     rows = rows.sort_values("patch")
-    data = arr.get_orthogonal_selection((rows["patch"].to_numpy(),)).astype(np.float64)
+    data = arr[rows["patch"].to_numpy()].read().result().astype(np.float64)  # (n, P, P)
     # Per patch mean and mean square, then pooled per region: every patch has the same size.
     per = pd.DataFrame(
         {

@@ -1,0 +1,216 @@
+"""`stats` and `verify` on a tiny real workspace: ingested, patched and split.
+
+The workspace is built once per module (images that register: a bright strip on a dark
+background where the default layout expects it) and copied for every test that damages it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bfsdata import manifest, store
+from bfsdata.cli import app
+from bfsdata.config import (
+    AcquisitionConfig,
+    ModelConfig,
+    PatchConfig,
+    Pipeline,
+    SplitConfig,
+    TrainConfig,
+)
+from bfsdata.ingest import ingest
+from bfsdata.patch import patch
+from bfsdata.split import split
+from bfsdata.stats import stats
+from bfsdata.verify import VerifyError, verify
+
+STRIPS = {"G1": "good", "G2": "good", "G3": "good", "D1": "defect"}
+RUNS, FRAMES, SIZE = 2, 4, 32
+PER_ACQ = (FRAMES + 2) * 5 * 4  # (frames + rank images) x vials x regions
+
+
+def _write_raw(root: Path, shape: tuple[int, int] = (128, 160)) -> None:
+    """The default layout scaled to 128x160: strip rows 4..124, columns 5..155, 30 px vials."""
+    lines = ["strip,label,defect,vial,region"]
+    for i, (strip, label) in enumerate(STRIPS.items()):
+        for run in range(1, RUNS + 1):
+            rng = np.random.default_rng([i, run])
+            folder = root / strip / f"run_{run}"
+            folder.mkdir(parents=True)
+            for f in range(FRAMES):
+                img = np.full(shape, 25.0)
+                img[4:124, 5:155] = 170.0
+                img[4:124, [34, 35, 64, 65, 94, 95, 124, 125]] = 140.0  # vial boundaries
+                img += rng.normal(0, 3, shape)
+                cv2.imwrite(str(folder / f"frame_{f}.png"), np.clip(img, 0, 255).astype(np.uint8))
+        lines.append(f"{strip},{label}," + ("scratch,2,1" if label == "defect" else ",,"))
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = tmp_path_factory.mktemp("ws")
+    _write_raw(ws / "raw")
+    acq = AcquisitionConfig(frames=FRAMES, ranks=(1, FRAMES), test_frames=(0, FRAMES - 1))
+    train = TrainConfig(model=ModelConfig(patch_size=SIZE))  # the pipeline checks they agree
+    pipe = dataclasses.replace(
+        Pipeline(), acquisition=acq, patch=PatchConfig(size=SIZE), train=train
+    )
+    ingest(ws / "raw", ws, pipe, workers=2)
+    patch(ws, pipe, workers=2)
+    split(ws, SplitConfig(val=0.5, test_good=1))
+    return ws
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    """A private copy that a test may damage."""
+    return Path(shutil.copytree(built, tmp_path / "ws"))
+
+
+def _patches(ws: Path):
+    return store.open_root(ws)["patches"]
+
+
+# --- verify -------------------------------------------------------------------------------
+
+
+def test_verify_passes_a_sound_workspace(built: Path) -> None:
+    rep = verify(built, sample=None)
+    assert rep.ok, rep.problems
+    n_acq = len(STRIPS) * RUNS
+    assert (rep.acquisitions, rep.patches, rep.strips_split) == (n_acq, n_acq * PER_ACQ, 4)
+    assert rep.ranks_recomputed == n_acq and rep.patches_recomputed == n_acq * PER_ACQ
+
+
+def test_verify_samples_acquisitions(built: Path) -> None:
+    rep = verify(built, sample=3, seed=1)
+    assert rep.ok and rep.ranks_recomputed == 3 and rep.patches_recomputed == 3 * PER_ACQ
+
+
+def test_verify_catches_a_deleted_patch_shard(ws: Path) -> None:
+    store.delete_shards(_patches(ws), [1])
+    rep = verify(ws, sample=None)
+    assert any("missing from the store" in p and "patches" in p for p in rep.problems)
+
+
+def test_verify_catches_a_deleted_frames_shard(ws: Path) -> None:
+    store.delete_shards(store.open_root(ws)["frames"], [2])
+    rep = verify(ws, sample=None)
+    assert any("-> frames: 1 rows point into 1 shard(s) missing" in p for p in rep.problems)
+
+
+def test_verify_catches_a_row_past_the_array(ws: Path) -> None:
+    rows = manifest.read(ws, manifest.PATCHES)
+    end = _patches(ws).shape[0]
+    rows.loc[rows.index[-1], "patch"] = end + 3
+    manifest.write(ws, manifest.PATCHES, rows)
+    rep = verify(ws, sample=None)
+    assert any(f"outside the array's {end} rows (e.g. {end + 3})" in p for p in rep.problems)
+
+
+def test_verify_catches_a_patch_overwritten_with_other_bytes(ws: Path) -> None:
+    arr = _patches(ws)
+    arr[17] = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+    rep = verify(ws, sample=None)
+    assert rep.problems == [
+        "patches (acquisition 0): 1 patches differ from their recomputation (e.g. 17)"
+    ]
+
+
+def test_verify_catches_a_changed_rank_image(ws: Path) -> None:
+    rank = store.open_root(ws)["rank"]
+    rank[5, 0, 10, 10] = rank[5, 0, 10, 10] ^ 1
+    rep = verify(ws, sample=None)
+    assert any("acquisition 5 differs from its recomputed rank" in p for p in rep.problems)
+
+
+def test_verify_reports_orphan_shards(ws: Path) -> None:
+    arr = _patches(ws)
+    per = store.shard_rows(arr)
+    first_free = arr.shape[0] // per
+    store.grow(arr, (first_free + 1) * per)
+    arr[first_free * per] = np.full((SIZE, SIZE), 7, np.uint8)
+    rep = verify(ws, sample=0)
+    assert rep.orphans == 1
+    assert any("orphans" in p and f"(e.g. {first_free})" in p for p in rep.problems)
+
+
+def test_verify_catches_manifests_naming_what_does_not_exist(ws: Path) -> None:
+    splits = manifest.read(ws, manifest.SPLITS_SCHEMA)
+    extra = pd.DataFrame({"strip": ["GHOST"], "split": ["train"], "seed": [0]})
+    manifest.write(ws, manifest.SPLITS_SCHEMA, pd.concat([splits, extra]))
+    rows = manifest.read(ws, manifest.PATCHES)
+    rows.loc[rows.index[0], "acq"] = 99
+    manifest.write(ws, manifest.PATCHES, rows)
+    rep = verify(ws, sample=0)
+    assert any(
+        "splits.parquet: 1 rows name strips not ingested (e.g. GHOST)" in p for p in rep.problems
+    )
+    assert any("patches.parquet: 1 rows name unknown acquisitions" in p for p in rep.problems)
+
+
+def test_verify_refuses_a_folder_that_is_no_workspace(tmp_path: Path) -> None:
+    with pytest.raises(VerifyError, match="is this a workspace"):
+        verify(tmp_path)
+
+
+# --- stats --------------------------------------------------------------------------------
+
+
+def test_stats_counts_sizes_and_intensities(built: Path) -> None:
+    s = stats(built, sample=100)
+    n_acq = len(STRIPS) * RUNS
+    assert s.image == {"height": 128, "width": 160, "dtype": "uint8", "n_frames": FRAMES}
+    assert s.patch_size == SIZE
+    assert s.counts["patches"].sum() == n_acq * PER_ACQ
+    assert set(s.counts["split"]) <= {"train", "val", "calib", "test"}
+    assert set(s.counts["kind"]) == {"frame", "rank_min", "rank_max"}
+    assert s.strips["strips"].sum() == len(STRIPS)
+    defect = s.strips[s.strips["label"] == "defect"]
+    assert set(defect["split"]) <= {"calib", "test"}
+    arrays = {a.name: a for a in s.arrays}
+    assert arrays["frames"].raw_bytes == n_acq * FRAMES * 128 * 160
+    assert arrays["patches"].rows == n_acq * PER_ACQ
+    assert all(0 < a.stored_bytes <= s.store_bytes and a.ratio > 0 for a in s.arrays)
+    assert list(s.intensity["region"]) == [0, 1, 2, 3]
+    assert s.intensity["patches"].sum() == 100
+    assert s.intensity["mean"].between(140, 175).all()  # the strip's grey, not the background
+    json.dumps(s.to_dict())  # one JSON document
+
+
+def test_stats_refuses_an_empty_workspace(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no ingested acquisitions"):
+        stats(tmp_path)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def test_stats_command_table_and_json(built: Path) -> None:
+    res = CliRunner().invoke(app, ["stats", "-w", str(built), "--sample", "50"])
+    assert res.exit_code == 0, res.output
+    assert "patches per split" in res.output and "ratio" in res.output
+    res = CliRunner().invoke(app, ["stats", "-w", str(built), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["image"]["width"] == 160 and doc["arrays"][0]["name"] == "frames"
+
+
+def test_verify_command_exit_codes(ws: Path) -> None:
+    res = CliRunner().invoke(app, ["verify", "-w", str(ws), "--all"])
+    assert res.exit_code == 0, res.output
+    assert "ok" in res.output
+    store.delete_shards(_patches(ws), [0])
+    res = CliRunner().invoke(app, ["verify", "-w", str(ws), "--sample", "2"])
+    assert res.exit_code == 1
+    assert "1 problem(s)" in res.output and "missing from the store" in res.output
