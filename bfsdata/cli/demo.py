@@ -8,11 +8,13 @@ import typer
 
 from bfsdata.cli import ingest as ingest_cli
 from bfsdata.cli import patch as patch_cli
+from bfsdata.cli import split as split_cli
 from bfsdata.cli import synth as synth_cli
 from bfsdata.cli.common import WorkersOpt, console, handle_errors, workspace_pipeline
 from bfsdata.ingest import ingest
 from bfsdata.patch import patch
 from bfsdata.preview import write_contact_sheet
+from bfsdata.split import split
 from bfsdata.synth import SynthConfig, synth
 
 MARKER = ".bfsdata-demo"  # a folder holding this file may be wiped and rebuilt by `demo`
@@ -23,7 +25,7 @@ def command(
     workspace: Annotated[
         Path, typer.Option("--workspace", "-w", help="Fresh folder for the demo workspace.")
     ] = Path("demo-workspace"),
-    strips: Annotated[int, typer.Option(help="Synthetic strips.")] = 12,
+    strips: Annotated[int, typer.Option(help="Synthetic strips.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workers: WorkersOpt = None,
 ) -> None:
@@ -40,7 +42,7 @@ def command(
         frames=pipe.acquisition.frames,
         height=ref_h // 4,
         width=ref_w // 4,
-        defect_fraction=0.5,
+        defect_fraction=0.35,
         seed=seed,
         workers=workers or 2,
     )
@@ -50,6 +52,7 @@ def command(
     patch_cli.print_summary(patch(ws, pipe, workers=workers))
     sheet = write_contact_sheet(ws, ws / "previews" / "acq-0.png", acq=0)
     console.print(f"[bold]preview[/] {sheet}")
+    split_cli.print_summary(split(ws, pipe.split))
 
 
 def _fresh(workspace: Path) -> Path:
