@@ -122,7 +122,10 @@ class PatchConfig:
             _check(k in KINDS, "patch.kinds", f"unknown kind {k!r}; known: {', '.join(KINDS)}")
         _check(self.input_bits == 0 or 8 < self.input_bits <= 16, "patch.input_bits", "0 or 9..16")
         _check(self.acq_per_task >= 1, "patch.acq_per_task", "must be >= 1")
-        parse_frames(self.frames, 10_000)
+        try:
+            parse_frames(self.frames, 10_000)
+        except ConfigError as e:
+            raise ConfigError(f"patch.{e}") from None
 
 
 @dataclass(frozen=True)
@@ -386,7 +389,9 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         )
     if origin in (typing.Union, types.UnionType):
         return value
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+    if hint is float:
+        if type(value) not in (int, float):
+            raise ConfigError(f"{key}: must be a number, got {value!r}")
         return float(value)
     # `type(...) is` on purpose: YAML `true` must not pass for an int.
     if hint in (int, str, bool) and type(value) is not hint:

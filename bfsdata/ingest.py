@@ -119,6 +119,12 @@ def ingest(
 
 
 def _store_format(ws: Path, existing: pd.DataFrame) -> tuple[int, int, str] | None:
+    """(H, W, dtype) the workspace holds: from the store, which may exist before any row does."""
+    if store.store_path(ws).exists():
+        root = store.open_root(ws, mode="r")
+        if "frames" in root:
+            arr = root["frames"]
+            return int(arr.shape[2]), int(arr.shape[3]), str(arr.dtype)
     if existing.empty:
         return None
     first = existing.iloc[0]
@@ -253,6 +259,20 @@ def _write_annotations(ws: Path, ann: pd.DataFrame) -> None:
         return
     old = manifest.read(ws, manifest.ANNOTATIONS)
     keep = old[~old["strip"].isin(ann["strip"])]
+    mine = old[old["strip"].isin(ann["strip"])]
+    if _same_rows(mine, ann):
+        return  # a re-run changes nothing, not even a file's mtime
     manifest.write(
         ws, manifest.ANNOTATIONS, pd.concat([keep, ann], ignore_index=True), sort=("strip",)
     )
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    if len(a) != len(b):
+        return False
+    cols = ["strip", "label", "defect", "vial", "region"]
+    key = [tuple(map(str, r)) for r in a[cols].itertuples(index=False)]
+    other = [
+        tuple(map(str, r)) for r in b[cols].astype(a[cols].dtypes.to_dict()).itertuples(index=False)
+    ]
+    return sorted(key) == sorted(other)

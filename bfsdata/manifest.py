@@ -61,7 +61,7 @@ ACQUISITIONS = Schema(
         Column("height", pa.int32(), "frame height, px"),
         Column("width", pa.int32(), "frame width, px"),
         Column("dtype", pa.string(), "frame dtype as decoded", allowed=("uint8", "uint16")),
-        Column("source", pa.string(), "run folder, relative to the raw root"),
+        Column("source", pa.string(), "run folder it was read from (absolute path)"),
         Column("sha256", pa.string(), "sha256 over the sha256 of each frame file, in frame order"),
         Column("ingested_at", UTC_US, "when the row was committed"),
     ),
@@ -116,7 +116,7 @@ REJECTED = Schema(
         Column("message", pa.string(), "what was found and what to do"),
         Column("rejected_at", UTC_US, "when"),
     ),
-    key=("source", "rule"),
+    key=("source", "rule", "message"),
 )
 
 ANNOTATIONS = Schema(
@@ -185,8 +185,12 @@ def read(workspace: Path, schema: Schema) -> pd.DataFrame:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise ManifestError(f"{path}: not a readable parquet file ({e})") from None
-    df = table.to_pandas()
+    # ignore_metadata: dtypes come from the schema, not from whatever pandas wrote the file.
+    df = table.to_pandas(ignore_metadata=True)
     validate(df, schema, str(path))
+    for c in schema.columns:
+        if c.nullable and pa.types.is_integer(c.dtype):
+            df[c.name] = df[c.name].astype(f"Int{c.dtype.bit_width}")
     return df
 
 
@@ -198,8 +202,11 @@ def write(workspace: Path, schema: Schema, df: pd.DataFrame, sort: Sequence[str]
     table = validate(df.reset_index(drop=True), schema, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

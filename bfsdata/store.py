@@ -189,9 +189,10 @@ def _ts_context(pid: int) -> ts.Context:
 
 
 def clean_partials(workspace: Path) -> int:
-    """LocalStore writes `*.partial` files and renames them; a kill leaves them behind."""
+    """Writers leave temp files behind a kill: LocalStore `*.partial`, tensorstore `*.__lock`."""
     n = 0
-    for p in store_path(workspace).rglob("*.partial"):
-        p.unlink(missing_ok=True)
-        n += 1
+    for pattern in ("*.partial", "*.__lock"):
+        for p in store_path(workspace).rglob(pattern):
+            p.unlink(missing_ok=True)
+            n += 1
     return n

@@ -65,7 +65,7 @@ def provenance(pipe: Pipeline) -> dict[str, str]:
 
 
 def record_rejections(ws: Path, problems: Sequence[Problem]) -> None:
-    """Append refusals to manifests/rejected.parquet (one row per file and rule)."""
+    """Append refusals to manifests/rejected.parquet (one row per file, rule and finding)."""
     if not problems:
         return
     now = pd.Timestamp.now(tz="UTC")
@@ -84,6 +84,6 @@ def record_rejections(ws: Path, problems: Sequence[Problem]) -> None:
     )
     old = manifest.read(ws, manifest.REJECTED)
     df = pd.concat([old, new], ignore_index=True) if not old.empty else new
-    df = df.drop_duplicates(["source", "rule"], keep="last")
+    df = df.drop_duplicates(["source", "rule", "message"], keep="last")
     df["run"] = df["run"].astype("Int32")
     manifest.write(ws, manifest.REJECTED, df, sort=("source",))

@@ -59,15 +59,18 @@ def handle_errors(fn: F) -> F:
 
 
 def workspace_pipeline(workspace: Path, name: str | None) -> Pipeline:
-    """The pipeline a command runs with; the first one used is kept in the workspace."""
+    """The pipeline a command runs with: the named one, else the workspace's, else bfs-5vial."""
     saved = Path(workspace) / "pipeline.yaml"
     if name is None:
         return load_pipeline(saved if saved.exists() else "bfs-5vial")
-    pipe = load_pipeline(name)
-    if not saved.exists():
-        saved.parent.mkdir(parents=True, exist_ok=True)
+    return load_pipeline(name)
+
+
+def remember_pipeline(workspace: Path, pipe: Pipeline) -> None:
+    """After a stage succeeded: the first pipeline used becomes the workspace's default."""
+    saved = Path(workspace) / "pipeline.yaml"
+    if not saved.exists() and Path(workspace).is_dir():
         saved.write_bytes(Path(pipe.source).read_bytes())
-    return pipe
 
 
 def setup_logging(verbose: bool) -> None:

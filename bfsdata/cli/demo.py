@@ -10,7 +10,13 @@ from bfsdata.cli import ingest as ingest_cli
 from bfsdata.cli import patch as patch_cli
 from bfsdata.cli import split as split_cli
 from bfsdata.cli import synth as synth_cli
-from bfsdata.cli.common import WorkersOpt, console, handle_errors, workspace_pipeline
+from bfsdata.cli.common import (
+    WorkersOpt,
+    console,
+    handle_errors,
+    remember_pipeline,
+    workspace_pipeline,
+)
 from bfsdata.ingest import ingest
 from bfsdata.patch import patch
 from bfsdata.preview import write_contact_sheet
@@ -35,6 +41,7 @@ def command(
     """
     ws = _fresh(workspace)
     pipe = workspace_pipeline(ws, "demo")
+    remember_pipeline(ws, pipe)
     ref_h, ref_w = pipe.layout.reference_size
     cfg = SynthConfig(
         strips=strips,

@@ -14,6 +14,7 @@ from bfsdata.cli.common import (
     console,
     handle_errors,
     human_bytes,
+    remember_pipeline,
     workspace_pipeline,
 )
 from bfsdata.config import AcquisitionConfig
@@ -45,12 +46,18 @@ def command(
     acq = pipe.acquisition
     if frames is not None or ranks is not None:
         n = frames if frames is not None else acq.frames
-        rk = tuple(int(r) for r in ranks.split(",")) if ranks else (1, n)
+        try:
+            rk = tuple(int(r) for r in ranks.split(",")) if ranks else (1, n)
+        except ValueError:
+            raise ValueError(
+                f"--ranks {ranks!r}: expected a comma list of ranks 1..{n}, e.g. 1,{n}"
+            )
         acq = AcquisitionConfig(
             frames=n, ranks=rk, test_frames=tuple(f for f in acq.test_frames if f < n)
         )
         pipe = dataclasses.replace(pipe, acquisition=acq)
     s = ingest(raw, workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
+    remember_pipeline(workspace, pipe)
     print_summary(raw, s)
 
 

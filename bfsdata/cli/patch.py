@@ -13,6 +13,7 @@ from bfsdata.cli.common import (
     WorkspaceOpt,
     console,
     handle_errors,
+    remember_pipeline,
     workspace_pipeline,
 )
 from bfsdata.config import KINDS
@@ -57,6 +58,7 @@ def command(
         pc = dataclasses.replace(pc, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
     pipe = dataclasses.replace(pipe, layout=lay, patch=pc)
     s = patch(workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
+    remember_pipeline(workspace, pipe)
     print_summary(s)
     if preview:
         out = write_contact_sheet(workspace, Path(workspace) / "previews" / "acq-0.png", acq=0)
