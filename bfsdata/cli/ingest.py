@@ -51,7 +51,7 @@ def command(
         except ValueError:
             raise ValueError(
                 f"--ranks {ranks!r}: expected a comma list of ranks 1..{n}, e.g. 1,{n}"
-            )
+            ) from None
         acq = AcquisitionConfig(
             frames=n, ranks=rk, test_frames=tuple(f for f in acq.test_frames if f < n)
         )
