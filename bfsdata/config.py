@@ -244,6 +244,7 @@ class OptimConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the train split
     checkpoint_every: int = 0  # steps between checkpoints (and log rows); 0 = once per epoch
     val_patches: int = 2048  # val patches scored after each epoch: a fixed, seeded sample
+    jit_compile: bool = True  # XLA: on 2 CPU cores about 3x faster steps, after a compile
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.optim.lr", "must be > 0")
@@ -267,6 +268,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    policy: str = "accuracy"  # threshold policy: accuracy | balanced | frr:X | escape:X
+    min_agree: int = 7  # runs of 10 that must confirm a strip's label (Knapp reject zone)
+    alpha: float = 0.05  # Clopper-Pearson intervals are (1 - alpha), two-sided
+    slot_ms: float = 500.0  # ms, acquisition slot the inference of one strip must fit
+    gallery: int = 12  # most anomalous strips shown (misclassified ones are always shown)
+    batch: int = 60  # patches per inference batch: one acquisition (3 frames x 5 x 4)
+
+    def __post_init__(self) -> None:
+        from bfsdata.thresholds import parse_policy  # numeric kernels; imported on use
+
+        try:
+            parse_policy(self.policy)
+        except ValueError as e:
+            raise ConfigError(f"report.policy: {e}") from None
+        _check(6 <= self.min_agree <= 10, "report.min_agree", "must be 6..10 (of 10 runs)")
+        _check(0 < self.alpha < 1, "report.alpha", "must be in (0, 1)")
+        _check(self.slot_ms > 0, "report.slot_ms", "must be > 0")
+        _check(self.gallery >= 0, "report.gallery", "must be >= 0")
+        _check(self.batch >= 1, "report.batch", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class Pipeline:
     name: str = "bfs-5vial"
     acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)
@@ -275,6 +299,7 @@ class Pipeline:
     store: StoreConfig = field(default_factory=StoreConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     source: str = ""  # file the pipeline was read from
     sha256: str = ""  # of that file's bytes: provenance of every output
 
