@@ -21,7 +21,7 @@ def raw_folder(strips: int, runs: int = 10, height: int = 1024, width: int = 128
     return raw
 
 
-class timer:  # noqa: N801 - reads like a function at the call site
+class timer:
     def __enter__(self) -> timer:
         self.t0 = time.perf_counter()
         return self
