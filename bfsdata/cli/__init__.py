@@ -8,6 +8,9 @@ import typer
 
 from bfsdata import __version__
 from bfsdata.cli import demo, ingest, patch, show, split, stats, synth, verify
+from bfsdata.cli import infer as infer_cmd
+from bfsdata.cli import report as report_cmd
+from bfsdata.cli import train as train_cmd
 from bfsdata.cli.common import setup_logging
 
 app = typer.Typer(
@@ -43,6 +46,9 @@ app.command("show")(show.command)
 app.command("split")(split.command)
 app.command("stats")(stats.command)
 app.command("verify")(verify.command)
+app.command("train")(train_cmd.command)
+app.command("report")(report_cmd.command)
+app.command("infer")(infer_cmd.command)
 app.command("demo")(demo.command)
 
 

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bfsdata.cli.common import PipelineOpt, WorkspaceOpt, console, handle_errors, workspace_pipeline
+from bfsdata.train import TrainSummary, train, with_overrides
+
+
+@handle_errors
+def command(
+    workspace: WorkspaceOpt = Path("."),
+    pipeline: PipelineOpt = None,
+    name: Annotated[str, typer.Option(help="Run name: outputs go to runs/<name>/.")] = "default",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the newest checkpoint of the run.")
+    ] = False,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (pipeline: train.optim).")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Steps per epoch; 0 = one pass over the train split.")
+    ] = None,
+    batch: Annotated[int | None, typer.Option(help="Patches per step.")] = None,
+    kinds: Annotated[
+        str | None, typer.Option(help="Train on these kinds: frame,rank_min,rank_max.")
+    ] = None,
+    preview: Annotated[
+        bool, typer.Option("--preview/--no-preview", help="PNG grids of X, X_n, M, X^ per epoch.")
+    ] = True,
+) -> None:
+    """Train the GAN (residual autoencoder + critic) on the train split, streaming patches.
+
+    Example: bfsdata train -w ws/ --name first --epochs 10
+    """
+    pipe = workspace_pipeline(workspace, pipeline)
+    kind_list = tuple(k.strip() for k in kinds.split(",")) if kinds else None
+    pipe = with_overrides(pipe, epochs=epochs, steps=steps, kinds=kind_list, batch=batch)
+    print_summary(train(workspace, pipe, name=name, resume=resume, preview=preview))
+
+
+def print_summary(s: TrainSummary) -> None:
+    console.print(f"[bold]train[/] {s.run_dir}")
+    console.print(f"  patches               {s.train_patches} train, {s.val_patches} val")
+    start = f" (resumed at step {s.start_step})" if s.start_step else ""
+    console.print(f"  steps                 {s.steps}{start}")
+    if not s.history.empty:
+        last = s.history.iloc[-1]
+        cols = [c for c in ("g_loss", "con", "ssim", "val_con", "val_ssim") if c in last]
+        console.print("  last epoch            " + ", ".join(f"{c} {last[c]:.4f}" for c in cols))
+        if "patches_per_s" in last:
+            console.print(f"  throughput            {last['patches_per_s']:.0f} patches/s")
+    console.print(f"  exported              {s.export}")
+    console.print(f"  time                  {s.seconds:.0f} s")

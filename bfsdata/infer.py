@@ -1,0 +1,235 @@
+"""`bfsdata infer`: decisions and heatmaps for new acquisitions, with a trained model.
+
+For each run folder (frame_<i>.png): decode the frames once, compute the max rank image,
+register the strip, cut the pipeline's test frames into vials x regions, score the patches with
+the exported model, and apply the report's `thresholds.json`: a vial (or the strip) is rejected
+when any of its patches scores above its region's `strip` threshold (paper eq. 13). Several runs
+of one strip also get the run-wise decision (`run` thresholds, k of n runs must agree).
+
+Writes per acquisition `<strip>_run<r>.json` (patch scores, vial and strip decisions) and
+`<strip>_run<r>.png` (the strip with every region's heatmap, rejected regions boxed in red),
+and `summary.json` with the run-wise decisions and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from bfsdata.config import Pipeline
+from bfsdata.crop import cut_patches, to_uint8
+from bfsdata.decisions import runwise
+from bfsdata.imageio import FrameError, check_header, decode, read_header
+from bfsdata.layout import register, scale_layout
+from bfsdata.rank import rank_images
+from bfsdata.raw import FRAME_RE, RUN_RE
+from bfsdata.score import load_scorer
+
+
+class InferError(ValueError):
+    """Input or model/threshold pair that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class InferSummary:
+    out_dir: Path
+    acquisitions: pd.DataFrame  # strip, run, rejected, rejected_vials, ms
+    strips: pd.DataFrame  # run-wise decision per strip (strips with several runs)
+
+
+def run_folders(paths: list[Path]) -> list[Path]:
+    """Run folders named directly, or every run_<r> folder of a strip folder."""
+    out = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise InferError(f"{p}: not a folder; give run folders (run_<r>) or strip folders")
+        if RUN_RE.match(p.name):
+            out.append(p)
+        else:
+            runs = sorted(q for q in p.iterdir() if q.is_dir() and RUN_RE.match(q.name))
+            if not runs:
+                raise InferError(f"{p}: no run_<r> folders inside, and not a run folder itself")
+            out += runs
+    return out
+
+
+def load_thresholds(path: Path, pipe: Pipeline) -> dict:
+    """thresholds.json, refused when it was fitted for another patch layout."""
+    path = Path(path)
+    if not path.exists():
+        raise InferError(f"{path}: no thresholds; run `bfsdata report` for this model first")
+    th = json.loads(path.read_text())
+    want = {
+        "patch_size": pipe.patch.size,
+        "regions": list(range(len(pipe.layout.regions))),
+        "vials": pipe.layout.vials,
+    }
+    for key, value in want.items():
+        if th.get(key) is not None and th[key] != value:
+            raise InferError(
+                f"{path}: fitted for {key} = {th[key]}, but the pipeline has {value}; "
+                "a model and its thresholds only apply to the patch layout they were made for"
+            )
+    return th
+
+
+def infer(
+    acquisitions: list[Path], run_dir: Path, thresholds_path: Path, pipe: Pipeline, out_dir: Path
+) -> InferSummary:
+    th = load_thresholds(thresholds_path, pipe)
+    serve = load_scorer(run_dir)
+    model_p = json.loads((Path(run_dir) / "export" / "model.json").read_text())["patch_size"]
+    if model_p != pipe.patch.size:
+        raise InferError(
+            f"{run_dir}: the model takes {model_p} px patches, the pipeline cuts "
+            f"{pipe.patch.size} px"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    strip_t = np.array([th["strip"][str(r)] for r in th["regions"]])
+    run_t = np.array([th["run"][str(r)] for r in th["regions"]])
+    rows = []
+    for folder in run_folders(acquisitions):
+        t0 = time.perf_counter()
+        frames, boxes, patches, meta = _cut(folder, pipe, th.get("frames"))
+        out = serve(patches)
+        scores = out["score"]  # (F' * V * R,), frame-major as cut
+        ms = (time.perf_counter() - t0) * 1e3
+        n_v, n_r = boxes.shape[:2]
+        per_cell = scores.reshape(-1, n_v, n_r).max(axis=0)  # (V, R): max over test frames
+        strip, run = folder.parent.name, int(RUN_RE.match(folder.name).group(1))
+        rejected_vials = [v + 1 for v in range(n_v) if (per_cell[v] > strip_t).any()]
+        record = {
+            "strip": strip,
+            "run": run,
+            "source": str(folder.resolve()),
+            "rejected": bool(rejected_vials),
+            "rejected_vials": rejected_vials,
+            "run_rejected": bool((per_cell > run_t).any()),
+            "ms": ms,
+            **meta,
+            "patches": [
+                {
+                    "frame": f,
+                    "vial": v + 1,
+                    "region": r,
+                    "score": float(s),
+                    "threshold": float(strip_t[r]),
+                    "box": [int(b) for b in boxes[v, r]],
+                }
+                for (f, v, r), s in zip(_order(meta["frames"], n_v, n_r), scores, strict=True)
+            ],
+        }
+        name = f"{strip}_run{run}"
+        _write_json(out_dir / f"{name}.json", record)
+        _overlay(
+            frames[0], boxes, per_cell > strip_t, out["heatmap"][..., 0], out_dir / f"{name}.png"
+        )
+        rows.append(
+            {
+                k: record[k]
+                for k in ("strip", "run", "rejected", "rejected_vials", "run_rejected", "ms")
+            }
+        )
+    acq = pd.DataFrame(rows)
+    multi = acq.groupby("strip").filter(lambda g: len(g) > 1)
+    strips = (
+        runwise(
+            multi["strip"].to_numpy(),
+            multi["run_rejected"].to_numpy(),
+            np.zeros(len(multi), bool),
+            min_agree=th.get("min_agree", 7),
+        )
+        if not multi.empty
+        else pd.DataFrame()
+    )
+    summary = {
+        "acquisitions": acq.to_dict(orient="records"),
+        "strips": []
+        if strips.empty
+        else strips.drop(columns=["is_defect", "correct"], errors="ignore").to_dict(
+            orient="records"
+        ),
+        "thresholds": str(thresholds_path),
+        "model": str(run_dir),
+    }
+    _write_json(out_dir / "summary.json", summary)
+    return InferSummary(out_dir=out_dir, acquisitions=acq, strips=strips)
+
+
+def _cut(folder: Path, pipe: Pipeline, frames_wanted: list[int] | None):
+    """Decode one run folder; (test frames (F', H, W), boxes (V, R, 4), patches, meta)."""
+    files = {}
+    for p in folder.iterdir():
+        m = FRAME_RE.match(p.name)
+        if m:
+            files[int(m.group(1))] = p
+    n = pipe.acquisition.frames
+    if sorted(files) != list(range(n)):
+        raise InferError(f"{folder}: expected frames 0..{n - 1}, found {len(files)} frame files")
+    try:
+        header = read_header(files[0])
+        check_header(files[0], header)
+        stack = np.stack([decode(files[i], files[i].read_bytes(), header) for i in range(n)])
+    except FrameError as e:
+        raise InferError(str(e)) from None
+    geo = scale_layout(pipe.layout, header.height, header.width)
+    reg = register(rank_images(stack, [n])[0], geo)
+    test = list(frames_wanted or pipe.acquisition.test_frames)
+    flat = reg.boxes.reshape(-1, 4)
+    patches = np.concatenate(
+        [
+            cut_patches(stack[f], flat, pipe.patch.size, pipe.patch.resize, pipe.patch.input_bits)
+            for f in test
+        ]
+    )
+    meta = {"frames": test, "dy": reg.dy, "dx": reg.dx}
+    return stack[test], reg.boxes, patches, meta
+
+
+def _order(frames: list[int], n_v: int, n_r: int) -> list[tuple[int, int, int]]:
+    return [(f, v, r) for f in frames for v in range(n_v) for r in range(n_r)]
+
+
+def _overlay(
+    image: np.ndarray, boxes: np.ndarray, rejected: np.ndarray, heat: np.ndarray | None, path: Path
+) -> None:
+    """The strip with the heatmaps of rejected regions blended in, boxes red or green."""
+    img = cv2.cvtColor(to_uint8(image), cv2.COLOR_GRAY2BGR)
+    n_v, n_r = boxes.shape[:2]
+    for v in range(n_v):
+        for r in range(n_r):
+            y0, x0, y1, x1 = (int(b) for b in boxes[v, r])
+            if rejected[v, r] and heat is not None:
+                h = heat[v * n_r + r]  # first test frame's patch of this cell
+                h = cv2.resize((h * 255).astype(np.uint8), (x1 - x0, y1 - y0))
+                colour = cv2.applyColorMap(h, cv2.COLORMAP_JET)
+                img[y0:y1, x0:x1] = cv2.addWeighted(img[y0:y1, x0:x1], 0.5, colour, 0.5, 0)
+            cv2.rectangle(
+                img,
+                (x0, y0),
+                (x1 - 1, y1 - 1),
+                (0, 0, 255) if rejected[v, r] else (0, 160, 0),
+                2 if rejected[v, r] else 1,
+            )
+    cv2.imwrite(str(path), img)
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=_plain))
+    tmp.replace(path)
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"cannot write {type(v).__name__} to JSON")

@@ -1,0 +1,78 @@
+"""Training callbacks: checkpoints, preview grids, throughput."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+from bfsdata.model import checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """A checkpoint at every epoch end and, optionally, every `every` steps."""
+
+    def __init__(self, run_dir: Path, steps_per_epoch: int, every: int = 0) -> None:
+        super().__init__()
+        self.run_dir, self.spe, self.every = Path(run_dir), steps_per_epoch, every
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        step = self.epoch * self.spe + batch + 1
+        if self.every and step % self.every == 0 and batch + 1 < self.spe:
+            checkpoint.save(self.model, self.run_dir, epoch=self.epoch, step=step)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        checkpoint.save(self.model, self.run_dir, epoch=epoch + 1, step=(epoch + 1) * self.spe)
+
+
+class Throughput(keras.callbacks.Callback):
+    """Patches per second of each epoch, into the logs (and so the CSV and TensorBoard)."""
+
+    def __init__(self, batch: int) -> None:
+        super().__init__()
+        self.batch = batch
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.t0, self.steps = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.steps += 1
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if logs is not None:
+            logs["patches_per_s"] = self.steps * self.batch / (time.perf_counter() - self.t0)
+
+
+class Preview(keras.callbacks.Callback):
+    """PNG grid per epoch: rows X, X_n, M, X^ for a fixed batch, so a person sees the data."""
+
+    def __init__(self, batch: dict[str, np.ndarray], out_dir: Path, n: int = 8) -> None:
+        super().__init__()
+        self.batch = {k: np.asarray(v)[:n] for k, v in batch.items()}
+        self.out_dir = Path(out_dir)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        write_preview(self.model, self.batch, self.out_dir / f"epoch-{epoch + 1:03d}.png")
+
+
+def write_preview(model: keras.Model, batch: dict[str, np.ndarray], path: Path) -> Path:
+    x_hat = np.asarray(model(batch["x_noisy"], training=False))
+    rows = [batch["x"], batch["x_noisy"], batch["mask"], x_hat]  # each (n, P, P, 1) in [0, 1]
+    grid = np.concatenate([np.concatenate(list(r[..., 0]), axis=1) for r in rows], axis=0)
+    img = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+    if img.shape[0] < 512:  # small profiles: enlarge so a person can see something
+        f = max(1, 512 // img.shape[0])
+        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+    return path

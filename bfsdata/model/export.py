@@ -1,0 +1,51 @@
+"""Export the trained generator for inference: a TensorFlow SavedModel and a `.keras` file.
+
+The SavedModel has two endpoints, both (B, P, P, 1) patches in, a dict out:
+    serve        uint8 patches (0..255), as cut by `bfsdata patch`
+    serve_float  float32 patches in [0, 1]
+    -> reconstruction (B, P, P, 1) float32 in [0, 1]
+       score          (B,)  1 - SSIM(X, X^), the anomaly score (paper eq. 9)
+       heatmap        (B, P, P, 1) |X - X^| min-max normalised per patch (eqs. 10-11)
+It loads with `tf.saved_model.load(path).serve(x)` in Python and through the TensorFlow C++ API
+(`LoadSavedModel`, signature `serve`), as the paper's machine does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from bfsdata.config import LossConfig
+from bfsdata.model import losses
+
+
+def export(generator: keras.Model, out_dir: Path, loss_cfg: LossConfig, meta: dict) -> Path:
+    """Write `out_dir/saved_model/`, `out_dir/generator.keras` and `out_dir/model.json`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = int(generator.input_shape[1])
+
+    def score(x: tf.Tensor) -> dict[str, tf.Tensor]:  # (B, P, P, 1) float32 in [0, 1]
+        x_hat = generator(x, training=False)["x_hat"]
+        s = 1.0 - losses.ssim(x, x_hat, window=loss_cfg.ssim_window, sigma=loss_cfg.ssim_sigma)
+        return {"reconstruction": x_hat, "score": s, "heatmap": losses.heatmap(x, x_hat)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    archive.add_endpoint(
+        name="serve_float",
+        fn=score,
+        input_signature=[tf.TensorSpec((None, p, p, 1), tf.float32, name="patches")],
+    )
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda x: score(tf.cast(x, tf.float32) / 255.0),
+        input_signature=[tf.TensorSpec((None, p, p, 1), tf.uint8, name="patches")],
+    )
+    archive.write_out(str(out_dir / "saved_model"), verbose=False)
+    generator.save(out_dir / "generator.keras")
+    (out_dir / "model.json").write_text(json.dumps({"patch_size": p, **meta}, indent=2))
+    return out_dir / "saved_model"
