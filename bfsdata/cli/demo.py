@@ -8,8 +8,10 @@ import typer
 
 from bfsdata.cli import ingest as ingest_cli
 from bfsdata.cli import patch as patch_cli
+from bfsdata.cli import report as report_cli
 from bfsdata.cli import split as split_cli
 from bfsdata.cli import synth as synth_cli
+from bfsdata.cli import train as train_cli
 from bfsdata.cli.common import (
     WorkersOpt,
     console,
@@ -17,11 +19,13 @@ from bfsdata.cli.common import (
     remember_pipeline,
     workspace_pipeline,
 )
+from bfsdata.evaluate import evaluate
 from bfsdata.ingest import ingest
 from bfsdata.patch import patch
 from bfsdata.preview import write_contact_sheet
 from bfsdata.split import split
 from bfsdata.synth import SynthConfig, synth
+from bfsdata.train import train
 
 MARKER = ".bfsdata-demo"  # a folder holding this file may be wiped and rebuilt by `demo`
 
@@ -60,6 +64,9 @@ def command(
     sheet = write_contact_sheet(ws, ws / "previews" / "acq-0.png", acq=0)
     console.print(f"[bold]preview[/] {sheet}")
     split_cli.print_summary(split(ws, pipe.split))
+    train_cli.print_summary(train(ws, pipe, name="demo"))
+    report_cli.print_summary(evaluate(ws, pipe, run="demo"))
+    console.print(f"[bold]open[/] {(ws / 'reports' / 'demo' / 'report.html').resolve()}")
 
 
 def _fresh(workspace: Path) -> Path:

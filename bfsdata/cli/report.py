@@ -4,14 +4,11 @@ import dataclasses
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
-from bfsdata import store
 from bfsdata.cli.common import PipelineOpt, WorkspaceOpt, console, handle_errors, workspace_pipeline
-from bfsdata.crop import to_uint8
-from bfsdata.report import report
-from bfsdata.score import reconstruct, score, scoring_rows
+from bfsdata.evaluate import evaluate, read_manual
+from bfsdata.report import ReportSummary
 
 
 @handle_errors
@@ -36,40 +33,10 @@ def command(
     """
     pipe = workspace_pipeline(workspace, pipeline)
     cfg = pipe.report if policy is None else dataclasses.replace(pipe.report, policy=policy)
-    ws = Path(workspace)
-    run_dir = ws / "runs" / run
-    out_dir = ws / "reports" / (name or run)
-    manual_df = _read_manual(manual) if manual else None
-    scored, timing = score(ws, run_dir, scoring_rows(ws, pipe), out_dir, batch=cfg.batch)
-    root = store.open_root(ws, mode="r")
-    summary = report(
-        ws,
-        run,
-        scored,
-        timing,
-        cfg,
-        out_dir=out_dir,
-        manual=manual_df,
-        gallery=reconstruct(ws, run_dir),
-        strip_image=lambda acq, frame: to_uint8(root["frames"][acq, frame]),
-        patch_size=pipe.patch.size,
-    )
-    tmp = out_dir / ".scores.parquet.tmp"
-    scored.to_parquet(tmp, index=False)
-    tmp.replace(out_dir / "scores.parquet")
-    for line in summary.lines():
+    manual_df = read_manual(manual) if manual else None
+    print_summary(evaluate(workspace, pipe, run=run, name=name, cfg=cfg, manual=manual_df))
+
+
+def print_summary(s: ReportSummary) -> None:
+    for line in s.lines():
         console.print(line)
-
-
-def _read_manual(path: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError) as e:
-        raise ValueError(f"{path}: cannot read the manual Knapp file ({e})") from None
-    missing = {"strip", "rejections", "inspections"} - set(df.columns)
-    if missing:
-        raise ValueError(
-            f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-            "expected strip,rejections,inspections"
-        )
-    return df

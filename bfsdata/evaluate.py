@@ -1,0 +1,67 @@
+"""`bfsdata report` as one stage: score the model on the store, then write the report.
+
+Scoring (bfsdata.score) streams the val/calib/test patches through the exported model; the
+report (bfsdata.report) fits thresholds on calib and judges on test. Both live apart so the
+report's tables can be tested on hand-made scores, and this joins them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bfsdata import store
+from bfsdata.config import Pipeline, ReportConfig
+from bfsdata.crop import to_uint8
+from bfsdata.report import ReportSummary, report
+from bfsdata.score import reconstruct, score, scoring_rows
+
+
+def evaluate(
+    workspace: Path,
+    pipe: Pipeline,
+    *,
+    run: str = "default",
+    name: str | None = None,
+    cfg: ReportConfig | None = None,
+    manual: pd.DataFrame | None = None,
+) -> ReportSummary:
+    """Score runs/<run>'s model and write reports/<name or run>/ (scores, metrics, html)."""
+    ws = Path(workspace)
+    cfg = cfg or pipe.report
+    run_dir = ws / "runs" / run
+    out_dir = ws / "reports" / (name or run)
+    scored, timing = score(ws, run_dir, scoring_rows(ws, pipe), out_dir, batch=cfg.batch)
+    root = store.open_root(ws, mode="r")
+    summary = report(
+        ws,
+        run,
+        scored,
+        timing,
+        cfg,
+        out_dir=out_dir,
+        manual=manual,
+        gallery=reconstruct(ws, run_dir),
+        strip_image=lambda acq, frame: to_uint8(root["frames"][acq, frame]),
+        patch_size=pipe.patch.size,
+    )
+    tmp = out_dir / ".scores.parquet.tmp"
+    scored.to_parquet(tmp, index=False)
+    tmp.replace(out_dir / "scores.parquet")
+    return summary
+
+
+def read_manual(path: Path) -> pd.DataFrame:
+    """The client's manual Knapp results: strip, rejections, inspections."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError) as e:
+        raise ValueError(f"{path}: cannot read the manual Knapp file ({e})") from None
+    missing = {"strip", "rejections", "inspections"} - set(df.columns)
+    if missing:
+        raise ValueError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+            "expected strip,rejections,inspections"
+        )
+    return df
