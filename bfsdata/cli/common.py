@@ -73,6 +73,15 @@ def remember_pipeline(workspace: Path, pipe: Pipeline) -> None:
         saved.write_bytes(Path(pipe.source).read_bytes())
 
 
+def print_block(title: str, rows: list[tuple[str, object]], notes: list[str] = ()) -> None:
+    """A command's closing summary: a bold title, aligned `label  value` rows, then notes."""
+    console.print(f"[bold]{title}[/]")
+    for label, value in rows:
+        console.print(f"  {label:<22}{value}")
+    for note in notes:
+        console.print(f"  {note}")
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

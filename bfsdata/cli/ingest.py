@@ -11,9 +11,9 @@ from bfsdata.cli.common import (
     SchedulerOpt,
     WorkersOpt,
     WorkspaceOpt,
-    console,
     handle_errors,
     human_bytes,
+    print_block,
     remember_pipeline,
     workspace_pipeline,
 )
@@ -63,15 +63,17 @@ def command(
 
 def print_summary(raw: Path, s: IngestSummary) -> None:
     rate = s.frames / s.seconds if s.seconds else 0.0
-    console.print(f"[bold]ingest[/] {raw} -> {s.workspace}")
-    console.print(f"  acquisitions found    {s.found} (labels from {s.label_source})")
-    console.print(f"  already ingested      {s.already}")
-    console.print(
-        f"  ingested now          {s.ingested} ({s.frames} frames, {human_bytes(s.bytes_read)})"
-    )
+    rows = [
+        ("acquisitions found", f"{s.found} (labels from {s.label_source})"),
+        ("already ingested", s.already),
+        ("ingested now", f"{s.ingested} ({s.frames} frames, {human_bytes(s.bytes_read)})"),
+    ]
     if s.rejected:
-        console.print(f"  refused               {s.rejected} (see manifests/rejected.parquet)")
-    console.print(f"  in workspace          {s.total} acquisitions")
-    console.print(f"  time                  {s.seconds:.1f} s ({rate:.0f} frames/s)")
-    if s.ingested == 0 and not s.rejected:
-        console.print("  nothing to do: every acquisition is already ingested")
+        rows.append(("refused", f"{s.rejected} (see manifests/rejected.parquet)"))
+    rows += [
+        ("in workspace", f"{s.total} acquisitions"),
+        ("time", f"{s.seconds:.1f} s ({rate:.0f} frames/s)"),
+    ]
+    idle = s.ingested == 0 and not s.rejected
+    notes = ["nothing to do: every acquisition is already ingested"] if idle else []
+    print_block(f"ingest {raw} -> {s.workspace}", rows, notes)

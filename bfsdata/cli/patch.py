@@ -13,6 +13,7 @@ from bfsdata.cli.common import (
     WorkspaceOpt,
     console,
     handle_errors,
+    print_block,
     remember_pipeline,
     workspace_pipeline,
 )
@@ -67,14 +68,16 @@ def command(
 
 def print_summary(s: PatchSummary) -> None:
     rate = s.patches / s.seconds if s.seconds else 0.0
-    console.print(f"[bold]patch[/] {s.workspace}")
-    console.print(f"  acquisitions          {s.acquisitions} ({s.already} patched before)")
-    console.print(
-        f"  patched now           {s.patched} x {s.per_acquisition} = {s.patches} patches"
-    )
+    rows = [
+        ("acquisitions", f"{s.acquisitions} ({s.already} patched before)"),
+        ("patched now", f"{s.patched} x {s.per_acquisition} = {s.patches} patches"),
+    ]
     if s.rejected:
-        console.print(f"  refused               {s.rejected} (see manifests/rejected.parquet)")
-    console.print(f"  patches in workspace  {s.total}")
-    console.print(f"  time                  {s.seconds:.1f} s ({rate:.0f} patches/s)")
-    if s.patched == 0 and not s.rejected:
-        console.print("  nothing to do: every acquisition is already patched")
+        rows.append(("refused", f"{s.rejected} (see manifests/rejected.parquet)"))
+    rows += [
+        ("patches in workspace", s.total),
+        ("time", f"{s.seconds:.1f} s ({rate:.0f} patches/s)"),
+    ]
+    idle = s.patched == 0 and not s.rejected
+    notes = ["nothing to do: every acquisition is already patched"] if idle else []
+    print_block(f"patch {s.workspace}", rows, notes)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from bfsdata.cli.common import console, handle_errors
+from bfsdata.cli.common import handle_errors, print_block
 from bfsdata.synth import SynthConfig, SynthSummary, synth
 
 
@@ -44,9 +44,9 @@ def command(
 
 def print_summary(s: SynthSummary) -> None:
     n = s.strips * s.runs * s.frames
-    console.print(f"[bold]synth[/] {s.out}")
-    console.print(f"  strips                {s.strips} ({s.defective} with defects)")
-    console.print(f"  acquisitions          {s.strips * s.runs} ({s.frames} frames each)")
-    console.print(
-        f"  time                  {s.seconds:.1f} s ({n / max(s.seconds, 1e-9):.0f} frames/s)"
-    )
+    rows = [
+        ("strips", f"{s.strips} ({s.defective} with defects)"),
+        ("acquisitions", f"{s.strips * s.runs} ({s.frames} frames each)"),
+        ("time", f"{s.seconds:.1f} s ({n / max(s.seconds, 1e-9):.0f} frames/s)"),
+    ]
+    print_block(f"synth {s.out}", rows)

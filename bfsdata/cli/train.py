@@ -5,7 +5,13 @@ from typing import Annotated
 
 import typer
 
-from bfsdata.cli.common import PipelineOpt, WorkspaceOpt, console, handle_errors, workspace_pipeline
+from bfsdata.cli.common import (
+    PipelineOpt,
+    WorkspaceOpt,
+    handle_errors,
+    print_block,
+    workspace_pipeline,
+)
 from bfsdata.train import TrainSummary, train, with_overrides
 
 
@@ -40,15 +46,16 @@ def command(
 
 
 def print_summary(s: TrainSummary) -> None:
-    console.print(f"[bold]train[/] {s.run_dir}")
-    console.print(f"  patches               {s.train_patches} train, {s.val_patches} val")
     start = f" (resumed at step {s.start_step})" if s.start_step else ""
-    console.print(f"  steps                 {s.steps}{start}")
+    rows = [
+        ("patches", f"{s.train_patches} train, {s.val_patches} val"),
+        ("steps", f"{s.steps}{start}"),
+    ]
     if not s.history.empty:
         last = s.history.iloc[-1]
         cols = [c for c in ("g_loss", "con", "ssim", "val_con", "val_ssim") if c in last]
-        console.print("  last epoch            " + ", ".join(f"{c} {last[c]:.4f}" for c in cols))
+        rows.append(("last epoch", ", ".join(f"{c} {last[c]:.4f}" for c in cols)))
         if "patches_per_s" in last:
-            console.print(f"  throughput            {last['patches_per_s']:.0f} patches/s")
-    console.print(f"  exported              {s.export}")
-    console.print(f"  time                  {s.seconds:.0f} s")
+            rows.append(("throughput", f"{last['patches_per_s']:.0f} patches/s"))
+    rows += [("exported", s.export), ("time", f"{s.seconds:.0f} s")]
+    print_block(f"train {s.run_dir}", rows)
