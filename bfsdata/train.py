@@ -154,6 +154,7 @@ def train(
         steps_per_epoch=interval,
         validation_data=val,
         callbacks=callbacks,
+        shuffle=False,  # the stream is already shuffled, deterministically by step
         verbose=1 if sys.stderr.isatty() else 2,
     )
     meta = {"pipeline": pipe.name, **provenance(pipe), "steps": keras_epochs * interval}

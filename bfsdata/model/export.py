@@ -27,9 +27,11 @@ def export(generator: keras.Model, out_dir: Path, loss_cfg: LossConfig, meta: di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     p = int(generator.input_shape[1])
+    # Inference needs X^ only: encoder -> decoder, without the second encoder (a third of G).
+    encoder, decoder = generator.get_layer("encoder"), generator.get_layer("decoder")
 
     def score(x: tf.Tensor) -> dict[str, tf.Tensor]:  # (B, P, P, 1) float32 in [0, 1]
-        x_hat = generator(x, training=False)["x_hat"]
+        x_hat = decoder(encoder(x, training=False), training=False)
         s = 1.0 - losses.ssim(x, x_hat, window=loss_cfg.ssim_window, sigma=loss_cfg.ssim_sigma)
         return {"reconstruction": x_hat, "score": s, "heatmap": losses.heatmap(x, x_hat)}
 
