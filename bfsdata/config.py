@@ -95,6 +95,12 @@ class LayoutConfig:
         out = self
         if vials is not None and vials != self.vials:
             out = dataclasses.replace(out, vials=vials)
+        _check(vials is None or vials >= 1, "layout.vials", f"must be >= 1, got {vials}")
+        _check(
+            regions is None or regions >= 1,
+            "layout.regions",
+            f"needs at least one band, got {regions}",
+        )
         if regions is not None and regions != len(self.regions):
             y0, _, y1, _ = self.strip_box
             edges = [round(y0 + (y1 - y0) * i / regions) for i in range(regions + 1)]

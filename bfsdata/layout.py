@@ -107,14 +107,13 @@ def register(image: np.ndarray, geo: Geometry) -> Registration:
     col = img[ry].mean(axis=0)  # (W,)
     row = img[:, rx].mean(axis=1)  # (H,)
     left, right = _edges(col, "columns")
-    top, _ = _edges(row, "rows")
-    width = right - left
-    expected = x1 - x0
-    if abs(width - expected) > geo.max_size_error * expected:
-        raise RegistrationError(
-            f"strip found {width:.0f} px wide, the layout expects {expected:.0f} px "
-            f"(tolerance {geo.max_size_error:.0%}): wrong layout, or strip not fully in view"
-        )
+    top, bottom = _edges(row, "rows")
+    for what, found, expected in (("wide", right - left, x1 - x0), ("tall", bottom - top, y1 - y0)):
+        if abs(found - expected) > geo.max_size_error * expected:
+            raise RegistrationError(
+                f"strip found {found:.0f} px {what}, the layout expects {expected:.0f} px "
+                f"(tolerance {geo.max_size_error:.0%}): wrong layout, or strip not fully in view"
+            )
     dx = (left + right) / 2 - (x0 + x1) / 2
     dy = top - y0
     if abs(dx) > m or abs(dy) > m:

@@ -17,6 +17,7 @@ from bfsdata.cli.common import (
     remember_pipeline,
     workspace_pipeline,
 )
+from bfsdata import manifest
 from bfsdata.config import KINDS
 from bfsdata.patch import PatchSummary, patch
 from bfsdata.preview import write_contact_sheet
@@ -62,7 +63,14 @@ def command(
     remember_pipeline(workspace, pipe)
     print_summary(s)
     if preview:
-        out = write_contact_sheet(workspace, Path(workspace) / "previews" / "acq-0.png", acq=0)
+        first = manifest.read(Path(workspace), manifest.PATCHES).iloc[0]  # something that was cut
+        out = write_contact_sheet(
+            workspace,
+            Path(workspace) / "previews" / f"acq-{first.acq}.png",
+            acq=int(first.acq),
+            kind=str(first.kind),
+            frame=int(max(first.frame, 0)),
+        )
         console.print(f"  preview               {out}")
 
 
