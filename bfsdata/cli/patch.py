@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from bfsdata import manifest
 from bfsdata.cli.common import (
     PipelineOpt,
     SchedulerOpt,
@@ -17,7 +18,6 @@ from bfsdata.cli.common import (
     remember_pipeline,
     workspace_pipeline,
 )
-from bfsdata import manifest
 from bfsdata.config import KINDS
 from bfsdata.patch import PatchSummary, patch
 from bfsdata.preview import write_contact_sheet
