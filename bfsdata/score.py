@@ -9,7 +9,9 @@ interrupted run resumes with the parts that are missing; `scores.parquet` joins 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,17 +75,17 @@ def score(
     """Score `rows` (store rows in column `patch`); returns rows + `score`, and the timing."""
     out_dir = Path(out_dir)
     parts_dir = out_dir / ".parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
+    _reset_if_stale(parts_dir, _key(rows, run_dir, batch))
     serve = load_scorer(run_dir)
     arr = store.ts_array(store.store_path(workspace), "patches")
     per_part = PART * batch
     n_parts = -(-len(rows) // per_part)
-    times: list[float] = []
     todo = [i for i in range(n_parts) if not (parts_dir / f"part-{i:05d}.parquet").exists()]
     with progress_bar("score (patches)", len(todo) * per_part) as advance:
         for i in todo:
             part = rows.iloc[i * per_part : (i + 1) * per_part]
             scores = np.empty(len(part), dtype=np.float32)
+            times: list[float] = []
             for j in range(0, len(part), batch):
                 idx = part["patch"].to_numpy()[j : j + batch]
                 x = arr[idx].read().result()  # (b, P, P) uint8
@@ -91,13 +93,34 @@ def score(
                 scores[j : j + batch] = serve(x)["score"]
                 times.append(time.perf_counter() - t0)
                 advance(len(idx))
-            done = part.assign(score=scores)
+            # The part's batch times go beside it, so a resumed or repeated report keeps them.
+            np.save(parts_dir / f"times-{i:05d}.npy", np.asarray(times))
             tmp = parts_dir / f".part-{i:05d}.tmp"
-            done.to_parquet(tmp, index=False)
+            part.assign(score=scores).to_parquet(tmp, index=False)
             tmp.replace(parts_dir / f"part-{i:05d}.parquet")
     frames = [pd.read_parquet(parts_dir / f"part-{i:05d}.parquet") for i in range(n_parts)]
-    scored = pd.concat(frames, ignore_index=True)
-    return scored, _timing(times, batch)
+    times = [t for i in range(n_parts) for t in np.load(parts_dir / f"times-{i:05d}.npy")]
+    return pd.concat(frames, ignore_index=True), _timing(times, batch)
+
+
+def _key(rows: pd.DataFrame, run_dir: Path, batch: int) -> str:
+    """What the parts were scored from: the rows, the exported model (by its files) and batch."""
+    h = hashlib.sha256(np.ascontiguousarray(rows["patch"].to_numpy(np.int64)).tobytes())
+    for f in sorted((Path(run_dir) / "export" / "saved_model").rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(str(batch).encode())
+    return h.hexdigest()
+
+
+def _reset_if_stale(parts_dir: Path, key: str) -> None:
+    """Parts of other rows or another model are thrown away, never mixed in."""
+    stamp = parts_dir / "key"
+    if parts_dir.exists() and (not stamp.exists() or stamp.read_text() != key):
+        shutil.rmtree(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
 
 
 def _timing(times: list[float], batch: int) -> dict:

@@ -53,7 +53,7 @@ ENV = {"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def tiny_pipeline(**optim: object) -> Pipeline:
-    """The default pipeline shrunk: 4 frames, 32 px patches, a ~20k-weight model, no XLA."""
+    """The default pipeline shrunk: 4 frames, 32 px patches, a 35k-weight generator, no XLA."""
     acq = AcquisitionConfig(frames=FRAMES, ranks=(1, FRAMES), test_frames=TEST_FRAMES)
     model = ModelConfig(
         patch_size=SIZE, base_width=4, stages=2, latent=8, disc_base_width=4, disc_stages=2
@@ -170,7 +170,7 @@ def train_subprocess(
     devices: list[str] | None = None,
     steps: int | None = None,
     skip_export: bool = False,
-    timeout: float = 300,
+    timeout: float = 600,
 ) -> dict:
     """`train` in a new Python process with op determinism on; returns start_step, steps,
     history (losses.csv as {column: values}). Fails the test with the child's stderr."""

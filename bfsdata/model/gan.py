@@ -37,7 +37,8 @@ class GRDNet(keras.Model):
         d_optimizer: keras.optimizers.Optimizer,
         **kwargs: Any,
     ) -> None:
-        super().compile(**kwargs)
+        # g_optimizer as Keras's own optimizer, so compile does not create an unused default.
+        super().compile(optimizer=g_optimizer, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
 
