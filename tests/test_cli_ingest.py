@@ -8,38 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from typer.testing import CliRunner
+from cli_helpers import invoke, ok, refused
 
 from bfsdata import __version__, manifest
 from bfsdata.cli import app
 from bfsdata.manifest import ACQUISITIONS, REJECTED
 
-runner = CliRunner()
-
-
-def _invoke(*args: str | Path):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _ok(result) -> str:
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.output
-
-
-def _refused(result) -> str:
-    """Exit code 1, one message for a person, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    assert "error: " in result.stderr
-    return result.stderr
-
-
 # --- the app ----------------------------------------------------------------------------------
 
 
 def test_help_lists_the_commands() -> None:
-    out = _ok(_invoke("--help"))
+    out = ok(invoke("--help"))
     assert "ingest" in out
     for cmd in app.registered_commands:
         assert cmd.name in out
@@ -47,19 +26,19 @@ def test_help_lists_the_commands() -> None:
 
 
 def test_version() -> None:
-    out = _ok(_invoke("--version"))
+    out = ok(invoke("--version"))
     assert out.strip() == f"bfsdata {__version__}"
 
 
 def test_ingest_help_shows_an_example() -> None:
-    out = _ok(_invoke("ingest", "--help"))
+    out = ok(invoke("ingest", "--help"))
     assert "Example: bfsdata ingest raw/" in out
     for opt in ("--workspace", "--pipeline", "--frames", "--ranks", "--skip-bad", "--workers"):
         assert opt in out, opt
 
 
 def test_unknown_command_is_a_usage_error() -> None:
-    result = _invoke("ingets")
+    result = invoke("ingets")
     assert result.exit_code == 2
     assert "No such command" in result.output
 
@@ -70,7 +49,7 @@ def test_unknown_command_is_a_usage_error() -> None:
 def test_ingest_prints_a_summary_and_reruns_as_a_no_op(tmp_path: Path, make_raw) -> None:
     raw = make_raw(tmp_path / "raw")
     ws = tmp_path / "ws"
-    out = _ok(_invoke("ingest", raw, "-w", ws, "--frames", "4", "--workers", "2"))
+    out = ok(invoke("ingest", raw, "-w", ws, "--frames", "4", "--workers", "2"))
     assert " -> " in out  # (rich wraps the long tmp paths, so not compared whole)
     assert "acquisitions found    4 (labels from labels.csv)" in out
     assert "already ingested      0" in out
@@ -82,7 +61,7 @@ def test_ingest_prints_a_summary_and_reruns_as_a_no_op(tmp_path: Path, make_raw)
     root = zarr.open_group(str(ws / "bfsdata.zarr"), mode="r")
     assert root["rank"].shape == (4, 2, 32, 40)  # --frames 4 alone: ranks 1 and 4
 
-    out = _ok(_invoke("ingest", raw, "-w", ws, "--frames", "4"))
+    out = ok(invoke("ingest", raw, "-w", ws, "--frames", "4"))
     assert "already ingested      4" in out
     assert "ingested now          0" in out
     assert "nothing to do" in out
@@ -91,7 +70,7 @@ def test_ingest_prints_a_summary_and_reruns_as_a_no_op(tmp_path: Path, make_raw)
 def test_ingest_ranks_option(tmp_path: Path, make_raw, read_run) -> None:
     raw = make_raw(tmp_path / "raw", strips={"A1": "good"}, runs=1)
     ws = tmp_path / "ws"
-    _ok(_invoke("ingest", raw, "-w", ws, "--frames", "4", "--ranks", "1,2,4"))
+    ok(invoke("ingest", raw, "-w", ws, "--frames", "4", "--ranks", "1,2,4"))
     rank = zarr.open_group(str(ws / "bfsdata.zarr"), mode="r")["rank"]
     src = np.sort(read_run(raw / "A1" / "run_1"), axis=0)
     np.testing.assert_array_equal(rank[0], src[[0, 1, 3]])
@@ -102,7 +81,7 @@ def test_workspace_defaults_to_the_current_folder(tmp_path: Path, make_raw, monk
     ws = tmp_path / "here"
     ws.mkdir()
     monkeypatch.chdir(ws)
-    out = _ok(_invoke("ingest", raw, "--frames", "4"))
+    out = ok(invoke("ingest", raw, "--frames", "4"))
     assert "labels from unknown" in out
     assert (ws / "bfsdata.zarr").is_dir()
     assert len(manifest.read(ws, ACQUISITIONS)) == 4
@@ -111,18 +90,18 @@ def test_workspace_defaults_to_the_current_folder(tmp_path: Path, make_raw, monk
 def test_pipeline_option_is_kept_in_the_workspace(tmp_path: Path, make_raw) -> None:
     raw = make_raw(tmp_path / "raw", frames=16, runs=1)
     ws = tmp_path / "ws"
-    _ok(_invoke("ingest", raw, "-w", ws, "--pipeline", "demo"))
+    ok(invoke("ingest", raw, "-w", ws, "--pipeline", "demo"))
     saved = ws / "pipeline.yaml"
     assert "name: demo" in saved.read_text()
     # A later run without --pipeline uses the saved one (and finds nothing to do).
-    assert "nothing to do" in _ok(_invoke("ingest", raw, "-w", ws))
+    assert "nothing to do" in ok(invoke("ingest", raw, "-w", ws))
 
 
 def test_bad_input_exits_1_naming_file_and_rule(tmp_path: Path, make_raw) -> None:
     raw = make_raw(tmp_path / "raw")
     (raw / "B2" / "run_2" / "frame_3.png").write_bytes(b"")
     ws = tmp_path / "ws"
-    err = _refused(_invoke("ingest", raw, "-w", ws, "--frames", "4"))
+    err = refused(invoke("ingest", raw, "-w", ws, "--frames", "4"))
     assert "frame_3.png: is an empty (zero-byte) file [rule: not-empty]" in err
     assert "--skip-bad" in err
     assert not ws.exists()
@@ -133,11 +112,11 @@ def test_bad_input_leaves_an_existing_workspace_unchanged(
 ) -> None:
     raw = make_raw(tmp_path / "raw")
     ws = tmp_path / "ws"
-    _ok(_invoke("ingest", raw, "-w", ws, "--frames", "4"))
+    ok(invoke("ingest", raw, "-w", ws, "--frames", "4"))
     before = snapshot(ws)
     make_raw(raw, strips={"A1": "good", "B2": "defect", "C3": "good"})
     (raw / "C3" / "run_1" / "frame_0.png").unlink()
-    err = _refused(_invoke("ingest", raw, "-w", ws, "--frames", "4"))
+    err = refused(invoke("ingest", raw, "-w", ws, "--frames", "4"))
     assert "run_1: expected frames 0..3 (4 frames), found 3: missing 0 [rule: frame-count]" in err
     assert snapshot(ws) == before
 
@@ -147,7 +126,7 @@ def test_truncated_frame_exits_1_after_ingesting_the_rest(tmp_path: Path, make_r
     path = raw / "A1" / "run_1" / "frame_0.png"
     path.write_bytes(path.read_bytes()[:200])
     ws = tmp_path / "ws"
-    err = _refused(_invoke("ingest", raw, "-w", ws, "--frames", "4"))
+    err = refused(invoke("ingest", raw, "-w", ws, "--frames", "4"))
     assert "frame_0.png: cannot be decoded" in err and "[rule: valid-image]" in err
     assert "3 acquisition(s) were ingested" in err
     assert len(manifest.read(ws, ACQUISITIONS)) == 3
@@ -157,7 +136,7 @@ def test_skip_bad_ingests_the_rest(tmp_path: Path, make_raw) -> None:
     raw = make_raw(tmp_path / "raw")
     (raw / "A1" / "run_2" / "notes.txt").write_text("x")
     ws = tmp_path / "ws"
-    out = _ok(_invoke("ingest", raw, "-w", ws, "--frames", "4", "--skip-bad"))
+    out = ok(invoke("ingest", raw, "-w", ws, "--frames", "4", "--skip-bad"))
     assert "ingested now          3" in out
     assert "refused               1 (see manifests/rejected.parquet)" in out
     rej = manifest.read(ws, REJECTED)
@@ -167,26 +146,26 @@ def test_skip_bad_ingests_the_rest(tmp_path: Path, make_raw) -> None:
 
 
 def test_missing_raw_folder(tmp_path: Path) -> None:
-    err = _refused(_invoke("ingest", tmp_path / "nope", "-w", tmp_path / "ws"))
+    err = refused(invoke("ingest", tmp_path / "nope", "-w", tmp_path / "ws"))
     assert "nope: is not a folder [rule: raw-folder]" in err
 
 
 def test_unknown_pipeline(tmp_path: Path, make_raw) -> None:
     raw = make_raw(tmp_path / "raw")
-    err = _refused(_invoke("ingest", raw, "-w", tmp_path / "ws", "--pipeline", "nope"))
+    err = refused(invoke("ingest", raw, "-w", tmp_path / "ws", "--pipeline", "nope"))
     assert "no such pipeline file" in err
 
 
 def test_bad_ranks_option_is_a_user_error(tmp_path: Path, make_raw) -> None:
     raw = make_raw(tmp_path / "raw")
-    err = _refused(_invoke("ingest", raw, "-w", tmp_path / "ws", "--frames", "4", "--ranks", "1,9"))
+    err = refused(invoke("ingest", raw, "-w", tmp_path / "ws", "--frames", "4", "--ranks", "1,9"))
     assert "acquisition.ranks: rank 9 not in 1..4" in err
-    _refused(_invoke("ingest", raw, "-w", tmp_path / "ws", "--ranks", "1,max"))
+    refused(invoke("ingest", raw, "-w", tmp_path / "ws", "--ranks", "1,max"))
 
 
 def test_bad_ranks_message_names_the_option(tmp_path: Path, make_raw) -> None:
     raw = make_raw(tmp_path / "raw")
-    err = _refused(_invoke("ingest", raw, "-w", tmp_path / "ws", "--ranks", "1,max"))
+    err = refused(invoke("ingest", raw, "-w", tmp_path / "ws", "--ranks", "1,max"))
     assert "--ranks" in err
 
 
@@ -194,7 +173,7 @@ def test_refused_ingest_with_pipeline_option_creates_nothing(tmp_path: Path, mak
     raw = make_raw(tmp_path / "raw", frames=16)
     (raw / "A1" / "run_1" / "frame_0.png").write_bytes(b"")
     ws = tmp_path / "ws"
-    _refused(_invoke("ingest", raw, "-w", ws, "--pipeline", "demo"))
+    refused(invoke("ingest", raw, "-w", ws, "--pipeline", "demo"))
     assert not ws.exists()
 
 

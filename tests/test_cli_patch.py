@@ -18,11 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import invoke, ok, refused
 from workspace_fixtures import write_pipeline
 
 from bfsdata import manifest, store
-from bfsdata.cli import app
 from bfsdata.config import AcquisitionConfig, PatchConfig, Pipeline, StoreConfig
 from bfsdata.ingest import ingest
 from bfsdata.patch import patch
@@ -31,7 +30,6 @@ from bfsdata.verify import verify
 
 FRAMES, SIZE = 9, 32
 CELLS = 5 * 4  # vials x regions
-runner = CliRunner()
 
 
 def _pipe(frames: int = FRAMES, **patch_cfg: object) -> Pipeline:
@@ -39,24 +37,6 @@ def _pipe(frames: int = FRAMES, **patch_cfg: object) -> Pipeline:
     return dataclasses.replace(
         Pipeline(name="tiny"), acquisition=acq, patch=PatchConfig(size=SIZE, **patch_cfg)
     )
-
-
-def _invoke(*args: str | Path):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _ok(result) -> str:
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.output
-
-
-def _refused(result) -> str:
-    """Exit code 1, one message for a person, no traceback."""
-    assert result.exit_code == 1, f"{result.output}\n{result.exception!r}"
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert "error: " in result.stderr
-    return result.stderr
 
 
 def _rows(ws: Path):
@@ -75,7 +55,7 @@ def ingested(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("ingested") / "ws"
     ws.mkdir()
     write_pipeline(ws / "pipeline.yaml", _pipe())
-    _ok(_invoke("ingest", raw, "-w", ws, "--workers", "2"))
+    ok(invoke("ingest", raw, "-w", ws, "--workers", "2"))
     return ws
 
 
@@ -88,7 +68,7 @@ def ws(ingested: Path, tmp_path: Path) -> Path:
 
 
 def test_patch_help_shows_an_example() -> None:
-    out = _ok(_invoke("patch", "--help"))
+    out = ok(invoke("patch", "--help"))
     assert "Example: bfsdata patch" in out
     for opt in ("--regions", "--vials", "--layout", "--frames", "--kinds", "--skip-bad"):
         assert opt in out, opt
@@ -98,11 +78,11 @@ def test_patch_help_shows_an_example() -> None:
 
 def test_patch_summary_then_rerun_does_nothing(ws: Path) -> None:
     per_acq = (FRAMES + 2) * CELLS
-    out = _ok(_invoke("patch", "-w", ws))
+    out = ok(invoke("patch", "-w", ws))
     assert f"patched now           2 x {per_acq} = {2 * per_acq} patches" in out
     assert f"patches in workspace  {2 * per_acq}" in out
     assert len(_rows(ws)) == 2 * per_acq
-    again = _ok(_invoke("patch", "-w", ws))
+    again = ok(invoke("patch", "-w", ws))
     assert "2 (2 patched before)" in again
     assert "nothing to do: every acquisition is already patched" in again
 
@@ -120,7 +100,7 @@ MIN, MAX = ("rank_min", -1), ("rank_max", -1)
     ],
 )
 def test_frames_and_kinds_options(ws: Path, args: list[str], images: set) -> None:
-    out = _ok(_invoke("patch", "-w", ws, *args))
+    out = ok(invoke("patch", "-w", ws, *args))
     rows = _rows(ws)
     assert len(rows) == 2 * len(images) * CELLS
     assert f"2 x {len(images) * CELLS} = {len(rows)} patches" in out
@@ -129,7 +109,7 @@ def test_frames_and_kinds_options(ws: Path, args: list[str], images: set) -> Non
 
 
 def test_regions_and_vials_options(ws: Path) -> None:
-    _ok(_invoke("patch", "-w", ws, "--regions", "3", "--vials", "4", "--kinds", "rank_max"))
+    ok(invoke("patch", "-w", ws, "--regions", "3", "--vials", "4", "--kinds", "rank_max"))
     rows = _rows(ws)
     assert sorted(set(rows["region"])) == [0, 1, 2] and sorted(set(rows["vial"])) == [1, 2, 3, 4]
     assert len(rows) == 2 * 3 * 4
@@ -138,22 +118,22 @@ def test_regions_and_vials_options(ws: Path) -> None:
 
 
 def test_auto_layout_option(ws: Path) -> None:
-    _ok(_invoke("patch", "-w", ws, "--layout", "auto", "--kinds", "rank_max"))
+    ok(invoke("patch", "-w", ws, "--layout", "auto", "--kinds", "rank_max"))
     assert len(_rows(ws)) == 2 * CELLS
     assert verify(ws, sample=None).ok
 
 
 def test_changed_settings_are_refused(ws: Path) -> None:
-    _ok(_invoke("patch", "-w", ws, "--kinds", "rank_max"))
+    ok(invoke("patch", "-w", ws, "--kinds", "rank_max"))
     before = _rows(ws)
-    err = _refused(_invoke("patch", "-w", ws, "--kinds", "rank_max", "--frames", "0,3"))
+    err = refused(invoke("patch", "-w", ws, "--kinds", "rank_max", "--frames", "0,3"))
     assert "patched with other settings (frames differ)" in err
     assert "Use a new workspace" in err
     assert _rows(ws).equals(before)
 
 
 def test_patch_without_ingest_says_to_run_ingest(tmp_path: Path) -> None:
-    err = _refused(_invoke("patch", "-w", tmp_path))
+    err = refused(invoke("patch", "-w", tmp_path))
     assert "no ingested acquisitions; run `bfsdata ingest RAW" in err
 
 
@@ -170,7 +150,7 @@ def test_patch_without_ingest_says_to_run_ingest(tmp_path: Path) -> None:
     ],
 )
 def test_bad_layouts_and_selections_are_refused(ws: Path, args: list[str], message: str) -> None:
-    err = _refused(_invoke("patch", "-w", ws, *args))
+    err = refused(invoke("patch", "-w", ws, *args))
     assert message in err
     assert _rows(ws).empty
 
@@ -187,19 +167,19 @@ def _blank_workspace(raw: Path, tmp_path: Path) -> Path:
     ws = tmp_path / "ws"
     ws.mkdir()
     write_pipeline(ws / "pipeline.yaml", _pipe())
-    _ok(_invoke("ingest", src, "-w", ws))
+    ok(invoke("ingest", src, "-w", ws))
     return ws
 
 
 def test_registration_failure_and_skip_bad(raw: Path, tmp_path: Path) -> None:
     ws = _blank_workspace(raw, tmp_path)
     acqs = manifest.read(ws, manifest.ACQUISITIONS).set_index("strip")["acq"]
-    err = _refused(_invoke("patch", "-w", ws, "--kinds", "rank_max"))
+    err = refused(invoke("patch", "-w", ws, "--kinds", "rank_max"))
     assert "1 acquisition(s) could not be patched (the other 1 were)" in err
     assert f"acquisition {acqs['BLANK']}" in err and "--skip-bad" in err
     assert set(_rows(ws)["strip"]) == {"S0000"}
 
-    out = _ok(_invoke("patch", "-w", ws, "--kinds", "rank_max", "--skip-bad"))
+    out = ok(invoke("patch", "-w", ws, "--kinds", "rank_max", "--skip-bad"))
     assert "refused               1 (see manifests/rejected.parquet)" in out
     rej = manifest.read(ws, manifest.REJECTED)
     assert rej["source"].tolist() == [f"acquisition {acqs['BLANK']}"]
@@ -207,7 +187,7 @@ def test_registration_failure_and_skip_bad(raw: Path, tmp_path: Path) -> None:
 
 
 def test_preview_option_writes_a_contact_sheet(ws: Path) -> None:
-    out = _ok(_invoke("patch", "-w", ws, "--frames", "0", "--preview"))
+    out = ok(invoke("patch", "-w", ws, "--frames", "0", "--preview"))
     png = ws / "previews" / "acq-0.png"
     assert str(png) in out.replace("\n", "")
     img = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
@@ -215,7 +195,7 @@ def test_preview_option_writes_a_contact_sheet(ws: Path) -> None:
 
 
 def test_preview_option_follows_the_selection(ws: Path) -> None:
-    _ok(_invoke("patch", "-w", ws, "--kinds", "rank_max", "--preview"))
+    ok(invoke("patch", "-w", ws, "--kinds", "rank_max", "--preview"))
 
 
 # --- resume after kill -9 ---------------------------------------------------------------------
