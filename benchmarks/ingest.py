@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from common import OUT, raw_folder, timer
 
-from bfsdata.config import load_pipeline
 from bfsdata.ingest import ingest
+from bfsdata.pipeline_file import load_pipeline
 
 
 def decode_only(files: list[Path], workers: int) -> int:

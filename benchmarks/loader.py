@@ -30,10 +30,10 @@ from common import OUT, raw_folder, timer
 
 from bfsdata import manifest, store
 from bfsdata.augment import augment
-from bfsdata.config import load_pipeline
 from bfsdata.ingest import ingest
 from bfsdata.loader import train_dataset
 from bfsdata.patch import patch
+from bfsdata.pipeline_file import load_pipeline
 
 
 def main() -> None:

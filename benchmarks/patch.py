@@ -19,11 +19,11 @@ import zarr
 from common import OUT, raw_folder, timer
 
 from bfsdata import manifest
-from bfsdata.config import load_pipeline
 from bfsdata.crop import cut_patches
 from bfsdata.ingest import ingest
 from bfsdata.layout import register, scale_layout
 from bfsdata.patch import patch
+from bfsdata.pipeline_file import load_pipeline
 
 
 def main() -> None:

@@ -7,16 +7,8 @@ bad YAML fails before any work starts, with the file and the key in the message.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-PIPELINES_DIR = Path(__file__).resolve().parent.parent / "pipelines"
 KINDS = ("frame", "rank_min", "rank_max")
 
 
@@ -340,91 +332,3 @@ def parse_frames(spec: str, n_frames: int) -> tuple[int, ...]:
     if not idx or idx[0] < 0 or idx[-1] >= n_frames:
         raise ConfigError(f"frames: {spec!r} must name frames in 0..{n_frames - 1}")
     return tuple(idx)
-
-
-def resolve_pipeline_path(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return p
-    return PIPELINES_DIR / f"{name_or_path}.yaml"
-
-
-def load_pipeline(name_or_path: str | Path) -> Pipeline:
-    """Read a pipeline by name (`bfs-5vial`, `demo`) or path; unknown keys are errors."""
-    path = resolve_pipeline_path(name_or_path)
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PIPELINES_DIR.glob("*.yaml")))
-        raise ConfigError(f"{path}: no such pipeline file (known names: {known})")
-    raw = path.read_bytes()
-    try:
-        data = yaml.safe_load(raw) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    try:
-        if not isinstance(data, dict):
-            raise ConfigError("top level must be a mapping of sections")
-        data.pop("source", None)
-        data.pop("sha256", None)
-        pipe = _build(Pipeline, data, "")
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    return dataclasses.replace(pipe, source=str(path), sha256=hashlib.sha256(raw).hexdigest())
-
-
-def pipeline_to_dict(pipe: Pipeline) -> dict[str, Any]:
-    """Plain dict (lists, not tuples) for YAML/JSON provenance records."""
-    return _plain(dataclasses.asdict(pipe))
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Dataclass from a YAML mapping: unknown keys and wrong types are errors."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown key {where}{unknown[0]!r}; known keys: {', '.join(sorted(names))}"
-        )
-    kwargs = {}
-    for key, value in data.items():
-        kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: must be a mapping, got {type(value).__name__}")
-        return _build(hint, value, f"{key}.")
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: must be a list, got {value!r}")
-        args = typing.get_args(hint)
-        inner = args[0] if args[-1] is Ellipsis else None
-        if inner is None and len(args) != len(value):
-            raise ConfigError(f"{key}: must have {len(args)} items, got {len(value)}")
-        return tuple(
-            _coerce(inner if inner is not None else args[i], v, key) for i, v in enumerate(value)
-        )
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if hint is float:
-        if type(value) not in (int, float):
-            raise ConfigError(f"{key}: must be a number, got {value!r}")
-        return float(value)
-    # `type(...) is` on purpose: YAML `true` must not pass for an int.
-    if hint in (int, str, bool) and type(value) is not hint:
-        raise ConfigError(f"{key}: must be {hint.__name__}, got {value!r}")
-    return value

@@ -26,7 +26,8 @@ import pandas as pd
 import yaml
 
 from bfsdata import manifest, store
-from bfsdata.config import Pipeline, pipeline_to_dict
+from bfsdata.config import Pipeline
+from bfsdata.pipeline_file import pipeline_to_dict
 from bfsdata.workspace import provenance
 
 log = logging.getLogger(__name__)

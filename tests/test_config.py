@@ -11,15 +11,13 @@ import pytest
 import yaml
 
 from bfsdata.config import (
-    PIPELINES_DIR,
     AcquisitionConfig,
     ConfigError,
     LayoutConfig,
     Pipeline,
-    load_pipeline,
     parse_frames,
-    pipeline_to_dict,
 )
+from bfsdata.pipeline_file import PIPELINES_DIR, load_pipeline, pipeline_to_dict
 
 
 def _strip(p: Pipeline) -> Pipeline:

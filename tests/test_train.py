@@ -38,8 +38,9 @@ from workspace_fixtures import (
 )
 
 from bfsdata.cli import app
-from bfsdata.config import PatchConfig, SplitConfig, pipeline_to_dict
+from bfsdata.config import PatchConfig, SplitConfig
 from bfsdata.model.gan import TRACKED
+from bfsdata.pipeline_file import pipeline_to_dict
 from bfsdata.train import TrainError, train
 
 RESUME_STEPS = 3  # steps per epoch of the resume and MirroredStrategy runs

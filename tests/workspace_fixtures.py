@@ -35,9 +35,8 @@ from bfsdata.config import (
     Pipeline,
     SplitConfig,
     TrainConfig,
-    load_pipeline,
-    pipeline_to_dict,
 )
+from bfsdata.pipeline_file import load_pipeline, pipeline_to_dict
 
 # G1..G3 good, D1 defective (scratch in vial 2, region 1). split: G3 -> test kit (test_good 1),
 # G1/G2 -> train/val (val 0.5); calib 0: the kit is all test (thresholds in-sample).
@@ -144,7 +143,7 @@ _TRAIN_SCRIPT = textwrap.dedent(
     if args["skip_export"]:  # ~20 s per process here; the checkpoints are what is compared
         import bfsdata.model.export
         bfsdata.model.export.export = lambda generator, out_dir, *a: out_dir / "saved_model"
-    from bfsdata.config import load_pipeline
+    from bfsdata.pipeline_file import load_pipeline
     from bfsdata.train import train, with_overrides
     pipe = with_overrides(
         load_pipeline(args["pipeline"]), epochs=args["epochs"], steps=args["steps"]

@@ -11,9 +11,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from bfsdata.config import ConfigError, Pipeline, load_pipeline
+from bfsdata.config import ConfigError, Pipeline
 from bfsdata.imageio import FrameError
 from bfsdata.manifest import ManifestError
+from bfsdata.pipeline_file import load_pipeline
 from bfsdata.store import StoreError
 
 console = Console(highlight=False)
