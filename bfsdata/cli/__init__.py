@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# TensorFlow's C++ start-up chatter (CUDA probing, XLA notices) is noise on a terminal; set
+# TF_CPP_MIN_LOG_LEVEL=0 to see it again.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from typing import Annotated
 
 import typer
