@@ -11,11 +11,11 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
+from workspace_fixtures import write_raw
 
 from bfsdata import manifest, store
 from bfsdata.cli import app
@@ -38,28 +38,10 @@ RUNS, FRAMES, SIZE = 2, 4, 32
 PER_ACQ = (FRAMES + 2) * 5 * 4  # (frames + rank images) x vials x regions
 
 
-def _write_raw(root: Path, shape: tuple[int, int] = (128, 160)) -> None:
-    """The default layout scaled to 128x160: strip rows 4..124, columns 5..155, 30 px vials."""
-    lines = ["strip,label,defect,vial,region"]
-    for i, (strip, label) in enumerate(STRIPS.items()):
-        for run in range(1, RUNS + 1):
-            rng = np.random.default_rng([i, run])
-            folder = root / strip / f"run_{run}"
-            folder.mkdir(parents=True)
-            for f in range(FRAMES):
-                img = np.full(shape, 25.0)
-                img[4:124, 5:155] = 170.0
-                img[4:124, [34, 35, 64, 65, 94, 95, 124, 125]] = 140.0  # vial boundaries
-                img += rng.normal(0, 3, shape)
-                cv2.imwrite(str(folder / f"frame_{f}.png"), np.clip(img, 0, 255).astype(np.uint8))
-        lines.append(f"{strip},{label}," + ("scratch,2,1" if label == "defect" else ",,"))
-    (root / "labels.csv").write_text("\n".join(lines) + "\n")
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("ws")
-    _write_raw(ws / "raw")
+    write_raw(ws / "raw")  # same strips, runs and frames as STRIPS, RUNS, FRAMES here
     acq = AcquisitionConfig(frames=FRAMES, ranks=(1, FRAMES), test_frames=(0, FRAMES - 1))
     train = TrainConfig(model=ModelConfig(patch_size=SIZE))  # the pipeline checks they agree
     pipe = dataclasses.replace(
