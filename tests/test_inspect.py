@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
-from workspace_fixtures import write_raw
+from workspace_fixtures import FRAMES, RUNS, SIZE, STRIPS, write_raw
 
 from bfsdata import manifest, store
 from bfsdata.cli import app
@@ -33,15 +33,13 @@ from bfsdata.split import split
 from bfsdata.stats import stats
 from bfsdata.verify import VerifyError, verify
 
-STRIPS = {"G1": "good", "G2": "good", "G3": "good", "D1": "defect"}
-RUNS, FRAMES, SIZE = 2, 4, 32
 PER_ACQ = (FRAMES + 2) * 5 * 4  # (frames + rank images) x vials x regions
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = tmp_path_factory.mktemp("ws")
-    write_raw(ws / "raw")  # same strips, runs and frames as STRIPS, RUNS, FRAMES here
+    write_raw(ws / "raw")
     acq = AcquisitionConfig(frames=FRAMES, ranks=(1, FRAMES), test_frames=(0, FRAMES - 1))
     train = TrainConfig(model=ModelConfig(patch_size=SIZE))  # the pipeline checks they agree
     pipe = dataclasses.replace(
