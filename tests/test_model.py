@@ -119,3 +119,15 @@ def test_model_code_is_backend_neutral() -> None:
         imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not {m for m in imported if m.split(".")[0] == "tensorflow"}, name
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "tf"], name
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "none"])
+def test_reconstruction_depends_on_the_input(norm: str) -> None:
+    """Regression: a per-pixel LayerNorm on the 1-channel input made X^ constant (all 0.5)."""
+    gen = build_generator(dataclasses.replace(SMALL, norm=norm))
+    rng = np.random.default_rng(0)
+    a, b = (rng.uniform(0, 1, (2, *gen.input_shape[1:])).astype("float32") for _ in range(2))
+    x_a = np.asarray(gen(a, training=True)["x_hat"])
+    x_b = np.asarray(gen(b, training=True)["x_hat"])
+    assert np.abs(x_a - x_b).max() > 1e-6  # exactly 0 with the bug
+    assert np.std(x_a) > 1e-6

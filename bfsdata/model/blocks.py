@@ -33,9 +33,10 @@ def norm_act(x: Any, norm: str, name: str) -> Any:
     if norm == "batch":
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
     elif norm == "layer":
-        # Normalises each pixel over its channels: independent of the batch, so training and
-        # inference see the same statistics.
-        x = layers.LayerNormalization(name=f"{name}_ln")(x)
+        # Normalises each sample over (H, W, C): independent of the batch, so training and
+        # inference see the same statistics. Not per pixel over channels: the first block sees
+        # the 1-channel image, which a per-pixel norm would turn into zeros.
+        x = layers.LayerNormalization(axis=(-3, -2, -1), name=f"{name}_ln")(x)
     elif norm != "none":
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     return layers.LeakyReLU(negative_slope=LEAK, name=f"{name}_act")(x)
