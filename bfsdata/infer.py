@@ -30,6 +30,7 @@ from bfsdata.layout import register, scale_layout
 from bfsdata.rank import rank_images
 from bfsdata.raw import FRAME_RE, RUN_RE
 from bfsdata.score import load_scorer
+from bfsdata.workspace import png_bytes, write_atomic
 
 
 class InferError(ValueError):
@@ -218,13 +219,11 @@ def _overlay(
                 (0, 0, 255) if rejected[v, r] else (0, 160, 0),
                 2 if rejected[v, r] else 1,
             )
-    cv2.imwrite(str(path), img)
+    write_atomic(path, png_bytes(img, path))
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=_plain))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(doc, indent=2, default=_plain).encode())
 
 
 def _plain(v):

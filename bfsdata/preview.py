@@ -14,6 +14,7 @@ import pandas as pd
 
 from bfsdata import manifest, store
 from bfsdata.crop import to_uint8
+from bfsdata.workspace import png_bytes, write_atomic
 
 REGION_BGR = ((40, 40, 230), (230, 120, 40), (60, 200, 60), (40, 220, 230))  # R0..R3
 TILE = 128  # px per patch in the sheet
@@ -57,10 +58,7 @@ def write_contact_sheet(
     sheet = contact_sheet(workspace, acq, kind, frame)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    if not cv2.imwrite(str(tmp), sheet):
-        raise ValueError(f"{out}: could not write the PNG")
-    tmp.replace(out)
+    write_atomic(out, png_bytes(sheet, out))
     return out
 
 

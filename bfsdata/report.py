@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from bfsdata.config import ReportConfig
 from bfsdata.metrics import Rate
 from bfsdata.report_html import fmt_rate, render
 from bfsdata.thresholds import parse_policy
+from bfsdata.workspace import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -276,15 +276,6 @@ def _plain(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _json(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, allow_nan=False, default=_plain) + "\n").encode()
 
@@ -297,7 +288,7 @@ def _write(
     heat.mkdir(parents=True, exist_ok=True)
     names = {_png_name(r): panels[i] for i, r in enumerate(rt.records(picks)) if i in panels}
     for name, png in names.items():
-        _write_atomic(heat / name, png)
+        write_atomic(heat / name, png)
     for stale in heat.glob("*.png"):  # panels of an earlier report that are not shown now
         if stale.name not in names:
             stale.unlink()
@@ -307,7 +298,7 @@ def _write(
         "html": out / "report.html",
         "heatmaps": heat,
     }
-    _write_atomic(paths["metrics"], _json(metrics))
-    _write_atomic(paths["thresholds"], _json(thresholds))
-    _write_atomic(paths["html"], html.encode("utf-8"))
+    write_atomic(paths["metrics"], _json(metrics))
+    write_atomic(paths["thresholds"], _json(thresholds))
+    write_atomic(paths["html"], html.encode("utf-8"))
     return paths

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import pandas as pd
 from bfsdata import manifest
 from bfsdata.config import SplitConfig
 from bfsdata.stats import UNSPLIT, patch_table, strip_table
+from bfsdata.workspace import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -314,9 +314,7 @@ def _calib_count(cfg: SplitConfig, stratum: str, n: int) -> int:
 def _write_args(ws: Path, args: dict[str, Any]) -> None:
     path = ws / "manifests" / ARGS_NAME
     doc = {"args": args, "written_at": pd.Timestamp.now(tz="UTC").isoformat()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def _notes(table: pd.DataFrame, cfg: SplitConfig, unknown: int, no_patches: bool) -> list[str]:

@@ -28,7 +28,7 @@ import yaml
 from bfsdata import manifest, store
 from bfsdata.config import Pipeline
 from bfsdata.pipeline_file import pipeline_to_dict
-from bfsdata.workspace import provenance
+from bfsdata.workspace import provenance, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +215,7 @@ def _val_data(tf, store_dir: Path, val_rows: np.ndarray, opt):
 
 def _write_config(run_dir: Path, pipe: Pipeline) -> None:
     doc = {"provenance": provenance(pipe), **pipeline_to_dict(pipe)}
-    tmp = run_dir / ".config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(run_dir / "config.yaml")
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
 
 
 def with_overrides(

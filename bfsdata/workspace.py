@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pandas as pd
 
 from bfsdata import __version__, manifest
@@ -52,6 +55,24 @@ class Committer:
         self.last = time.monotonic()
         self.cost = self.last - t0
         return df
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write beside the target, then rename: a reader sees the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def png_bytes(img: np.ndarray, what: Path) -> bytes:
+    """An image encoded as PNG, for `write_atomic`."""
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise ValueError(f"{what}: could not encode the PNG")
+    return buf.tobytes()
 
 
 def provenance(pipe: Pipeline) -> dict[str, str]:

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from bfsdata.model import checkpoint
+from bfsdata.workspace import png_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -74,5 +75,5 @@ def write_preview(model: keras.Model, batch: dict[str, np.ndarray], path: Path) 
         f = max(1, 512 // img.shape[0])
         img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), img)
+    write_atomic(path, png_bytes(img, path))
     return path
