@@ -185,6 +185,21 @@ def test_each_defect_kind_marks_only_its_box(kind: str) -> None:
         assert diff[inside].max() >= 8.0
 
 
+def test_severity_keeps_draws_in_the_upper_share_of_each_range() -> None:
+    """(0.75, 1): every size and contrast lies in the top quarter of its log range."""
+    rng = np.random.default_rng(0)
+    for kind, spec in DEFECT_SPECS.items():
+        for _ in range(20):
+            d = place_defect(rng, kind, 4, spec.regions[0], severity=(0.75, 1.0))
+            lo, hi = np.log(spec.size)
+            # Placement may shorten a long scratch to fit its band; the draw itself never shrinks.
+            if kind != "scratch":
+                assert (np.log(d.size) - lo) / (hi - lo) >= 0.75 - 1e-9, (kind, d.size)
+            if spec.contrast[1] > 0:
+                c_lo, c_hi = np.log(spec.contrast)
+                assert (np.log(d.contrast) - c_lo) / (c_hi - c_lo) >= 0.75 - 1e-9, (kind, d)
+
+
 def test_n_defective_rounds_half_up_and_keeps_one() -> None:
     assert n_defective(4, 0.5) == 2
     assert n_defective(3, 0.5) == 2
@@ -208,6 +223,8 @@ def test_n_defective_rounds_half_up_and_keeps_one() -> None:
         ({"gain": (1.1, 0.9)}, "0 < low <= high"),
         ({"gain": (1.0,)}, "must be a range"),
         ({"noise_sigma": -0.5}, r"noise_sigma must be in \[0, 50\]"),
+        ({"severity": (0.8, 0.2)}, r"0 <= lo <= hi <= 1"),
+        ({"severity": (0.5, 1.5)}, r"0 <= lo <= hi <= 1"),
     ],
 )
 def test_config_rejects_bad_values(change: dict, match: str) -> None:

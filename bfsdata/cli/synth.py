@@ -23,6 +23,10 @@ def command(
     bit_depth: Annotated[int, typer.Option(help="8 or 16-bit PNGs.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 0,
     workers: Annotated[int, typer.Option(help="Writer threads.")] = 2,
+    severity: Annotated[
+        str,
+        typer.Option(help="Share lo,hi of each defect range drawn from: 0,1 all, 0.5,1 visible."),
+    ] = "0,1",
 ) -> None:
     """Write synthetic BFS strip acquisitions (raw layout, labels.csv with defect locations).
 
@@ -38,8 +42,17 @@ def command(
         bit_depth=bit_depth,
         seed=seed,
         workers=workers,
+        severity=_range(severity),
     )
     print_summary(synth(out, cfg))
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--severity {text!r}: expected two numbers lo,hi, e.g. 0.5,1") from None
+    return lo, hi
 
 
 def print_summary(s: SynthSummary) -> None:

@@ -30,6 +30,10 @@ class SynthConfig:
     rotation_deg: float = 0.3  # degrees: max |angle| of a re-grip, about the strip centre
     gain: tuple[float, float] = (0.92, 1.08)  # illumination gain range of a re-grip (factor)
     noise_sigma: float = 2.0  # grey levels (8-bit scale): gaussian sensor noise per frame
+    # Share (lo, hi) of each defect kind's size and contrast log ranges that defects are drawn
+    # from: (0, 1) everything from barely visible to obvious; (0.5, 1) the more visible half,
+    # which small frames need (at 1/4 scale the smallest marks are under a pixel).
+    severity: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         for name in ("strips", "runs", "frames", "workers"):
@@ -52,6 +56,11 @@ class SynthConfig:
         if self.bit_depth not in (8, 16):
             raise ValueError(f"synth bit_depth must be 8 or 16, got {self.bit_depth!r}")
         self._check_regrip()
+        if len(self.severity) != 2 or not 0.0 <= self.severity[0] <= self.severity[1] <= 1.0:
+            raise ValueError(
+                f"synth severity must be a range (lo, hi) with 0 <= lo <= hi <= 1, "
+                f"got {self.severity!r}"
+            )
         if len(self.gain) != 2 or not 0.0 < self.gain[0] <= self.gain[1] <= MAX_GAIN:
             raise ValueError(
                 f"synth gain must be a range (low, high) with 0 < low <= high <= {MAX_GAIN}, "

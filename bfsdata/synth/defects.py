@@ -75,7 +75,9 @@ class Defect:
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # nominal (x0, y0, x1, y1)
 
 
-def sample_defects(rng: np.random.Generator, n: int) -> tuple[Defect, ...]:
+def sample_defects(
+    rng: np.random.Generator, n: int, severity: tuple[float, float] = (0.0, 1.0)
+) -> tuple[Defect, ...]:
     """n defects of random kinds at distinct (vial, region) places of one strip."""
     out: list[Defect] = []
     used: set[tuple[int, int]] = set()
@@ -87,17 +89,27 @@ def sample_defects(rng: np.random.Generator, n: int) -> tuple[Defect, ...]:
         if (vial, region) in used:
             continue
         used.add((vial, region))
-        out.append(place_defect(rng, kind, vial, region))
+        out.append(place_defect(rng, kind, vial, region, severity))
     return tuple(out)
 
 
-def place_defect(rng: np.random.Generator, kind: str, vial: int, region: int) -> Defect:
-    """Draw size, contrast and position of one defect inside (vial, region)."""
+def place_defect(
+    rng: np.random.Generator,
+    kind: str,
+    vial: int,
+    region: int,
+    severity: tuple[float, float] = (0.0, 1.0),
+) -> Defect:
+    """Draw size, contrast and position of one defect inside (vial, region).
+
+    `severity` (lo, hi) in [0, 1] keeps the draws within that share of each log range: (0, 1) is
+    the whole range, (0.5, 1) its more visible half.
+    """
     spec = DEFECT_SPECS[kind]
     if region not in spec.regions:
         raise ValueError(f"{kind} cannot occur in region {region}; allowed: {spec.regions}")
-    size = _loguniform(rng, *spec.size)
-    contrast = _loguniform(rng, *spec.contrast) if spec.contrast[1] > 0 else 0.0
+    size = _loguniform(rng, *spec.size, severity)
+    contrast = _loguniform(rng, *spec.contrast, severity) if spec.contrast[1] > 0 else 0.0
     seed = int(rng.integers(2**31))
     base = Defect(kind, vial, region, 0.0, 0.0, size, contrast, seed=seed)
     if kind == "deformation":
@@ -114,9 +126,12 @@ def place_defect(rng: np.random.Generator, kind: str, vial: int, region: int) ->
     return d
 
 
-def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+def _loguniform(
+    rng: np.random.Generator, lo: float, hi: float, severity: tuple[float, float]
+) -> float:
     # Log-uniform: small, faint defects are as common as large ones per octave.
-    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    u = rng.uniform(*severity)
+    return float(np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))))
 
 
 def _mark(rng: np.random.Generator, d: Defect) -> Defect:

@@ -63,7 +63,8 @@ def plan_dataset(cfg: SynthConfig) -> list[StripPlan]:
         defects: tuple[Defect, ...] = ()
         if i in defective:
             rng = np.random.default_rng(defect_seed)
-            defects = sample_defects(rng, 1 + int(rng.random() < SECOND_DEFECT_CHANCE))
+            n = 1 + int(rng.random() < SECOND_DEFECT_CHANCE)
+            defects = sample_defects(rng, n, cfg.severity)
         runs = []
         for r, run_seed in enumerate(runs_seed.spawn(cfg.runs), start=1):
             grip_seed, liquid_seed = run_seed.spawn(2)
