@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,9 @@ import tifffile
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> channels (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)
 PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Type and CRC of the IEND chunk: the last 8 bytes of a whole PNG. Searched for in the last
+# PNG_TAIL bytes, as a few writers append padding after it that decoders ignore.
+PNG_END, PNG_TAIL = b"IEND\xaeB`\x82", 64
 
 
 class FrameError(ValueError):
@@ -32,42 +37,66 @@ class FrameHeader:
 
 
 def read_header(path: Path) -> FrameHeader:
-    """Shape and sample type from the file header, without decoding pixels."""
+    """Shape and sample type from the file header, without decoding pixels.
+
+    A file cut short (an interrupted copy) is refused here too, from its last bytes, so that
+    ingest refuses it before writing anything rather than when it fails to decode.
+    """
     try:
         with open(path, "rb") as fh:
             head = fh.read(33)
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - PNG_TAIL))
+            tail = fh.read()
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise FrameError(
+                path, "symlink-loop", "is a symbolic link loop: it never reaches a file"
+            ) from None
         raise FrameError(path, "readable", f"cannot be read ({e.strerror or e})") from None
     if not head:
         raise FrameError(path, "not-empty", "is an empty (zero-byte) file")
     if path.suffix.lower() == ".png":
-        return _png_header(path, head)
-    return _tiff_header(path)
+        return _png_header(path, head, tail, size)
+    return _tiff_header(path, size)
 
 
-def _png_header(path: Path, head: bytes) -> FrameHeader:
+def _png_header(path: Path, head: bytes, tail: bytes, size: int) -> FrameHeader:
     if not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR" or len(head) < 33:
         raise FrameError(path, "valid-image", "is not a PNG file (no PNG signature/IHDR)")
+    if PNG_END not in tail:
+        raise FrameError(
+            path, "complete", f"is truncated: its {size} bytes end before the PNG end chunk (IEND)"
+        )
     width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    if not width or not height:
+        raise FrameError(path, "valid-image", f"says it is {width}x{height} pixels")
     if colour == 3:
         raise FrameError(path, "single-channel", "is a palette PNG; frames must be grayscale")
     dtype = {8: "uint8", 16: "uint16"}.get(depth, f"{depth}-bit")
     return FrameHeader(height, width, PNG_CHANNELS.get(colour, 0), dtype)
 
 
-def _tiff_header(path: Path) -> FrameHeader:
+def _tiff_header(path: Path, size: int) -> FrameHeader:
     try:
         with tifffile.TiffFile(path) as tif:
             if len(tif.pages) != 1:
                 raise FrameError(path, "single-page", f"has {len(tif.pages)} pages; expected 1")
             page = tif.pages[0]
-            shape, dtype = page.shape, str(page.dtype)
+            # samplesperpixel, not shape[-1]: a planar RGB page has the shape (3, H, W)
+            h = FrameHeader(
+                page.imagelength, page.imagewidth, page.samplesperpixel, str(page.dtype)
+            )
+            end = max(map(sum, zip(page.dataoffsets, page.databytecounts, strict=True)), default=0)
     except FrameError:
         raise
     except Exception as e:  # tifffile raises many types for broken files
         raise FrameError(path, "valid-image", f"is not a readable TIFF ({e})") from None
-    channels = 1 if len(shape) == 2 else shape[-1]
-    return FrameHeader(shape[0], shape[1], channels, dtype)
+    if end > size:
+        raise FrameError(
+            path, "complete", f"is truncated: its {size} bytes end before its pixel data ({end})"
+        )
+    return h
 
 
 def check_header(path: Path, h: FrameHeader) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 import types
 import typing
 from pathlib import Path
@@ -33,20 +34,46 @@ def load_pipeline(name_or_path: str | Path) -> Pipeline:
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PIPELINES_DIR.glob("*.yaml")))
         raise ConfigError(f"{path}: no such pipeline file (known names: {known})")
-    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    data = _parse(path, raw)
     try:
         if not isinstance(data, dict):
             raise ConfigError("top level must be a mapping of sections")
         data.pop("source", None)
         data.pop("sha256", None)
         pipe = _build(Pipeline, data, "")
+        try:
+            pipe.model  # noqa: B018 (built to be checked: its patch size is patch.size)
+        except ConfigError as e:
+            raise ConfigError(
+                f"patch.size {pipe.patch.size} does not fit train.model: {e}"
+            ) from None
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return dataclasses.replace(pipe, source=str(path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _parse(path: Path, raw: bytes) -> Any:
+    """The YAML document ({} for an empty file); any failure is one line naming the file."""
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = "; ".join(str(m) for m in (e.context, e.problem) if m)
+        raise ConfigError(f"{path}: not valid YAML{at} ({_one_line(what)})") from None
+    # ValueError: a value PyYAML cannot build (an integer too long, a date like 2024-13-01);
+    # RecursionError: nesting deeper than the parser's recursion.
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid YAML ({_one_line(str(e))})") from None
+    return {} if data is None else data
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def pipeline_to_dict(pipe: Pipeline) -> dict[str, Any]:
@@ -66,7 +93,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     """Dataclass from a YAML mapping: unknown keys and wrong types are errors."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)  # YAML keys may be numbers or null too
     if unknown:
         raise ConfigError(
             f"unknown key {where}{unknown[0]!r}; known keys: {', '.join(sorted(names))}"
@@ -88,7 +115,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: must be a list, got {value!r}")
+            raise ConfigError(f"{key}: must be a list, got {_short(value)}")
         args = typing.get_args(hint)
         inner = args[0] if args[-1] is Ellipsis else None
         if inner is None and len(args) != len(value):
@@ -100,9 +127,19 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return value
     if hint is float:
         if type(value) not in (int, float):
-            raise ConfigError(f"{key}: must be a number, got {value!r}")
+            raise ConfigError(f"{key}: must be a number, got {_short(value)}")
+        # False for .nan, .inf and integers too large for a float: .nan would pass the range
+        # checks of bfsdata.config (all its comparisons are False), .inf some of them.
+        if not abs(value) <= sys.float_info.max:
+            raise ConfigError(f"{key}: must be a finite number, got {_short(value)}")
         return float(value)
     # `type(...) is` on purpose: YAML `true` must not pass for an int.
     if hint in (int, str, bool) and type(value) is not hint:
-        raise ConfigError(f"{key}: must be {hint.__name__}, got {value!r}")
+        raise ConfigError(f"{key}: must be {hint.__name__}, got {_short(value)}")
     return value
+
+
+def _short(value: Any) -> str:
+    """A YAML value for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."

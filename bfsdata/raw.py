@@ -8,17 +8,24 @@ folder before writing anything or, with `--skip-bad`, skip just what is broken.
 from __future__ import annotations
 
 import csv
+import errno
+import io
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-STRIP_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-RUN_RE = re.compile(r"^run_(\d+)$")
-FRAME_RE = re.compile(r"^frame_(\d+)\.(png|tif|tiff)$", re.IGNORECASE)
+# ASCII only, anchored with \Z (`$` also matches before a trailing newline): `\d` would take
+# "run_\u0662" (an Arabic-Indic 2) for run 2, and an unbounded index could not be read by int().
+STRIP_RE = re.compile(r"^[A-Za-z0-9_-]+\Z")
+RUN_RE = re.compile(r"^run_([0-9]{1,9})\Z")
+FRAME_RE = re.compile(r"^frame_([0-9]{1,9})\.(png|tif|tiff)\Z", re.IGNORECASE | re.ASCII)
 LABEL_DIRS = ("good", "defect")
 VIALS, REGIONS = 5, 4  # annotation ranges of the BFS layout (vial 1..5, region 0..3)
+LABEL_COLUMNS = ("strip", "label", "defect", "vial", "region")  # of labels.csv
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,31 @@ class Problem:
     run: int | None = None
     fatal: bool = False  # nothing can be ingested, even with --skip-bad
 
+    def __post_init__(self) -> None:
+        for name in ("source", "message", "strip"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, printable(getattr(self, name)))
+
     def __str__(self) -> str:
         return f"{self.source}: {self.message} [rule: {self.rule}]"
+
+
+def printable(text: str) -> str:
+    """Text as one line that a terminal and parquet take: undecodable bytes and control
+    characters as \\xNN.
+
+    File names are bytes on Linux; those that are not UTF-8 reach Python as lone surrogates
+    (PEP 383), which printing or writing to parquet refuses with a traceback, and a newline in
+    a name would break the one-line message.
+    """
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        data = text.encode("utf-8", "backslashreplace")
+    return data.decode("utf-8", "backslashreplace").translate(_CONTROL)
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 
 
 @dataclass
@@ -60,6 +90,17 @@ def scan_raw(raw: Path, n_frames: int) -> RawScan:
     scan = RawScan()
     if not raw.is_dir():
         scan.problems.append(Problem(str(raw), "raw-folder", "is not a folder", fatal=True))
+        return scan
+    where = str(raw.resolve())
+    if not _is_utf8(where):  # the names below it are ASCII, by the rules
+        scan.problems.append(
+            Problem(
+                where,
+                "raw-folder",
+                "has a path that is not UTF-8 text, which the manifests cannot record; rename it",
+                fatal=True,
+            )
+        )
         return scan
     strip_dirs, labels = _top_level(raw, scan)
     seen: dict[tuple[str, int], Path] = {}
@@ -93,19 +134,33 @@ def scan_raw(raw: Path, n_frames: int) -> RawScan:
     return scan
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _top_level(raw: Path, scan: RawScan) -> tuple[list[tuple[Path, str]], pd.DataFrame | None]:
-    entries = _entries(raw, scan)
+    entries = _entries(raw, scan, fatal=True) or []
+    kinds = {p: _kind(p, scan) for p in entries}
+    labels_csv = raw / "labels.csv"
     labels = None
-    if (raw / "labels.csv").is_file():
+    if kinds.get(labels_csv) == "file":
         scan.label_source = "labels.csv"
-        labels = read_labels_csv(raw / "labels.csv", scan)
-    elif any((raw / d).is_dir() for d in LABEL_DIRS):
+        labels = read_labels_csv(labels_csv, scan)
+    elif any(kinds.get(raw / d) == "dir" for d in LABEL_DIRS):
         scan.label_source = "folders"
     strip_dirs: list[tuple[Path, str]] = []
-    for p in entries:
-        if p.name == "labels.csv":
+    for p, kind in kinds.items():
+        if kind is None or (p == labels_csv and kind == "file"):
             continue
-        if not p.is_dir():
+        if p == labels_csv:
+            scan.problems.append(
+                Problem(str(p), "labels-csv", "is a folder; expected the labels file", fatal=True)
+            )
+        elif kind != "dir":
             scan.problems.append(
                 Problem(
                     str(p),
@@ -116,7 +171,11 @@ def _top_level(raw: Path, scan: RawScan) -> tuple[list[tuple[Path, str]], pd.Dat
             )
         elif scan.label_source == "folders":
             if p.name in LABEL_DIRS:
-                strip_dirs += [(s, p.name) for s in _entries(p, scan) if _is_strip_dir(s, scan)]
+                strip_dirs += [
+                    (s, p.name)
+                    for s in _entries(p, scan) or []
+                    if _is_strip_dir(s, _kind(s, scan), scan)
+                ]
             else:
                 scan.problems.append(
                     Problem(
@@ -126,39 +185,78 @@ def _top_level(raw: Path, scan: RawScan) -> tuple[list[tuple[Path, str]], pd.Dat
                         "(with label folders, every strip must be inside one)",
                     )
                 )
-        elif _is_strip_dir(p, scan):
+        elif _is_strip_dir(p, kind, scan):
             strip_dirs.append((p, "unknown"))
     return strip_dirs, labels
 
 
-def _entries(folder: Path, scan: RawScan) -> list[Path]:
-    """Folder contents, sorted; hidden files (.DS_Store, ...) are ignored."""
+def _entries(
+    folder: Path,
+    scan: RawScan,
+    strip: str | None = None,
+    run: int | None = None,
+    fatal: bool = False,
+) -> list[Path] | None:
+    """Folder contents, sorted; hidden files (.DS_Store, ...) are ignored. None: unlistable."""
     try:
         return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError as e:
-        scan.problems.append(Problem(str(folder), "readable", f"cannot be listed ({e.strerror})"))
-        return []
+        scan.problems.append(
+            Problem(str(folder), "readable", f"cannot be listed ({e.strerror})", strip, run, fatal)
+        )
+        return None
 
 
-def _is_strip_dir(p: Path, scan: RawScan) -> bool:
+def _kind(p: Path, scan: RawScan, strip: str | None = None, run: int | None = None) -> str | None:
+    """ "dir" or "file"; None, with a problem, for an entry the scan cannot follow.
+
+    The scan goes a fixed depth, so a symbolic link back to a parent folder cannot make it walk
+    for ever; it is refused all the same, as it would list the parent's entries a second time
+    as if they were this folder's.
+    """
     try:
-        is_dir = p.is_dir()
-    except OSError as e:  # e.g. a symlink loop
-        scan.problems.append(Problem(str(p), "readable", f"cannot be opened ({e.strerror})"))
+        mode = p.stat().st_mode  # follows links
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            rule, msg = "symlink-loop", "is a symbolic link loop: it never reaches a file or folder"
+        elif p.is_symlink():
+            rule, msg = "readable", f"is a symbolic link to {os.readlink(p)}, which does not exist"
+        else:
+            rule, msg = "readable", f"cannot be opened ({e.strerror})"
+        scan.problems.append(Problem(str(p), rule, msg, strip, run))
+        return None
+    if not stat.S_ISDIR(mode):
+        return "file"
+    if p.is_symlink() and _links_back(p):
+        scan.problems.append(
+            Problem(
+                str(p),
+                "symlink-loop",
+                f"is a symbolic link to {os.readlink(p)}, a folder that holds the link itself",
+                strip,
+                run,
+            )
+        )
+        return None
+    return "dir"
+
+
+def _links_back(link: Path) -> bool:
+    here = link.parent.resolve()
+    return link.resolve() in (here, *here.parents)
+
+
+def _is_strip_dir(p: Path, kind: str | None, scan: RawScan) -> bool:
+    if kind is None:  # a problem is recorded already
         return False
-    if not is_dir:
+    if kind != "dir":
         scan.problems.append(
             Problem(str(p), "raw-layout", "unexpected file; expected a strip folder")
         )
         return False
     if not STRIP_RE.match(p.name):
         scan.problems.append(
-            Problem(
-                str(p),
-                "strip-id",
-                f"strip folder name {p.name!r} must match [A-Za-z0-9_-]+",
-                strip=None,
-            )
+            Problem(str(p), "strip-id", f"strip folder name '{p.name}' must match [A-Za-z0-9_-]+")
         )
         return False
     return True
@@ -167,9 +265,14 @@ def _is_strip_dir(p: Path, scan: RawScan) -> bool:
 def _scan_strip(strip_dir: Path, label: str, n_frames: int, scan: RawScan) -> list[Acquisition]:
     strip = strip_dir.name
     out = []
-    for run_dir in _entries(strip_dir, scan):
+    entries = _entries(strip_dir, scan, strip)
+    for run_dir in entries or []:
         m = RUN_RE.match(run_dir.name)
-        if not m or not run_dir.is_dir():
+        run = int(m.group(1)) if m else None
+        kind = _kind(run_dir, scan, strip, run) if m else "file"
+        if kind is None:
+            continue
+        if kind != "dir":
             scan.problems.append(
                 Problem(
                     str(run_dir),
@@ -179,19 +282,21 @@ def _scan_strip(strip_dir: Path, label: str, n_frames: int, scan: RawScan) -> li
                 )
             )
             continue
-        run = int(m.group(1))
         frames = _scan_run(run_dir, strip, run, n_frames, scan)
         if frames is not None:
             out.append(Acquisition(strip, run, label, run_dir, frames))
-    if not out and not any(p.strip == strip for p in scan.problems):
+    if entries is not None and not out and not any(p.strip == strip for p in scan.problems):
         scan.problems.append(Problem(str(strip_dir), "raw-layout", "has no run_<n> folders", strip))
     return out
 
 
 def _scan_run(run_dir: Path, strip: str, run: int, n_frames: int, scan: RawScan):
+    entries = _entries(run_dir, scan, strip, run)
+    if entries is None:
+        return None
     by_index: dict[int, Path] = {}
     bad = False
-    for f in _entries(run_dir, scan):
+    for f in entries:
         m = FRAME_RE.match(f.name)
         if not m:
             scan.problems.append(
@@ -252,44 +357,80 @@ def _ranges(idx: list[int]) -> str:
 
 
 def read_labels_csv(path: Path, scan: RawScan) -> pd.DataFrame | None:
-    """Rows of labels.csv as strip,label,defect,vial,region; problems go into `scan`."""
+    """Rows of labels.csv as strip,label,defect,vial,region; problems go into `scan`.
+
+    A broken file (unreadable, not UTF-8, not CSV, a bad header) is fatal: no label can be
+    trusted. A broken row is a problem of its strip only.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        scan.problems.append(Problem(str(path), "labels-csv", f"cannot be read ({e})", fatal=True))
+    except OSError as e:
+        scan.problems.append(
+            Problem(str(path), "labels-csv", f"cannot be read ({e.strerror})", fatal=True)
+        )
         return None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [c for c in ("strip", "label") if c not in header]
-    if missing:
+    except UnicodeDecodeError as e:
         scan.problems.append(
             Problem(
                 str(path),
                 "labels-csv",
-                f"missing column(s) {', '.join(missing)}; "
-                "expected header strip,label[,defect,vial,region]",
+                f"is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8 CSV",
                 fatal=True,
             )
         )
         return None
-    unknown = [c for c in header if c not in ("strip", "label", "defect", "vial", "region")]
-    if unknown:
-        scan.problems.append(
-            Problem(
-                str(path),
-                "labels-csv",
-                f"unknown column(s) {', '.join(unknown)}; known: strip,label,defect,vial,region",
-                fatal=True,
-            )
-        )
-        return None
+    reader = csv.reader(io.StringIO(text, newline=""))
     rows = []
-    for n, rec in enumerate(reader, start=2):  # line 1 is the header
-        rec = {k.strip(): (v or "").strip() for k, v in rec.items() if k is not None}
-        row = _label_row(rec, f"{path}:{n}", scan)
-        if row is not None:
-            rows.append(row)
-    return pd.DataFrame(rows, columns=["strip", "label", "defect", "vial", "region"])
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        wrong = _header_problem(header)
+        if wrong:
+            scan.problems.append(Problem(str(path), "labels-csv", wrong, fatal=True))
+            return None
+        for fields in reader:
+            where = f"{path}:{reader.line_num}"
+            if not any(f.strip() for f in fields):
+                continue  # a blank line, or one of empty cells as spreadsheets write them
+            if len(fields) > len(header):
+                scan.problems.append(
+                    Problem(
+                        where,
+                        "labels-csv",
+                        f"has {len(fields)} fields; the header names {len(header)}",
+                    )
+                )
+                continue
+            cells = dict(zip(header, (f.strip() for f in fields), strict=False))  # short: empty
+            row = _label_row(cells, where, scan)
+            if row is not None:
+                rows.append(row)
+    except csv.Error as e:
+        scan.problems.append(
+            Problem(
+                f"{path}:{reader.line_num}", "labels-csv", f"is not valid CSV ({e})", fatal=True
+            )
+        )
+        return None
+    return pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
+
+
+def _header_problem(header: list[str]) -> str | None:
+    missing = [c for c in ("strip", "label") if c not in header]
+    unknown = [c for c in header if c not in LABEL_COLUMNS]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if missing:
+        return (
+            f"missing column(s) {', '.join(missing)}; "
+            "expected header strip,label[,defect,vial,region]"
+        )
+    if unknown:
+        return (
+            f"unknown column(s) {', '.join(c or '(no name)' for c in unknown)}; "
+            "known: strip,label,defect,vial,region"
+        )
+    if repeated:
+        return f"column(s) {', '.join(repeated)} appear more than once in the header"
+    return None
 
 
 def _label_row(rec: dict[str, str], where: str, scan: RawScan) -> dict | None:
@@ -315,7 +456,8 @@ def _label_row(rec: dict[str, str], where: str, scan: RawScan) -> dict | None:
         v = rec.get(col, "")
         if not v:
             continue
-        if not v.isdigit() or not lo <= int(v) <= hi:
+        # isascii: "²" and "٢" are digits to str.isdigit; int() reads the second, not the first
+        if not (v.isascii() and v.isdigit() and len(v) < 10) or not lo <= int(v) <= hi:
             scan.problems.append(
                 Problem(where, "labels-csv", f"{col} {v!r} must be {lo}..{hi}", strip)
             )
@@ -357,4 +499,6 @@ def _apply_labels_csv(path: Path, labels: pd.DataFrame, scan: RawScan) -> None:
         Acquisition(a.strip, a.run, label_of.get(a.strip, "unknown"), a.folder, a.frames)
         for a in scan.acquisitions
     ]
-    scan.annotations = labels.reset_index(drop=True)
+    # A strip whose labels are refused keeps no annotation: --skip-bad ingests none of it.
+    refused = {p.strip for p in scan.problems if p.rule == "labels-csv" and p.strip}
+    scan.annotations = labels[~labels["strip"].isin(refused)].reset_index(drop=True)

@@ -121,10 +121,12 @@ def test_bad_input_leaves_an_existing_workspace_unchanged(
     assert snapshot(ws) == before
 
 
-def test_truncated_frame_exits_1_after_ingesting_the_rest(tmp_path: Path, make_raw) -> None:
+def test_corrupt_frame_exits_1_after_ingesting_the_rest(tmp_path: Path, make_raw) -> None:
     raw = make_raw(tmp_path / "raw")
     path = raw / "A1" / "run_1" / "frame_0.png"
-    path.write_bytes(path.read_bytes()[:200])
+    data = bytearray(path.read_bytes())
+    data[200:216] = bytes(16)  # inside the pixel data: only decoding finds it
+    path.write_bytes(bytes(data))
     ws = tmp_path / "ws"
     err = refused(invoke("ingest", raw, "-w", ws, "--frames", "4"))
     assert "frame_0.png: cannot be decoded" in err and "[rule: valid-image]" in err

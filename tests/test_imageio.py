@@ -145,11 +145,22 @@ def test_unreadable_path(tmp_path: Path) -> None:
     assert e.value.rule == "readable"
 
 
-def test_truncated_png_passes_the_header_and_fails_to_decode(tmp_path: Path) -> None:
+def test_truncated_png_is_refused_by_its_header_check(tmp_path: Path) -> None:
     path = tmp_path / "frame_0.png"
     cv2.imwrite(str(path), _noise((32, 40)))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FrameError, match="is truncated") as e:
+        read_header(path)
+    assert e.value.rule == "complete"
+
+
+def test_corrupt_png_passes_the_header_and_fails_to_decode(tmp_path: Path) -> None:
+    path = tmp_path / "frame_0.png"
+    cv2.imwrite(str(path), _noise((32, 40)))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)  # inside the pixel data
+    path.write_bytes(bytes(data))
     h = read_header(path)
     check_header(path, h)
     with pytest.raises(FrameError, match="cannot be decoded") as e:
