@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
@@ -19,6 +20,16 @@ def raw_folder(strips: int, runs: int = 10, height: int = 1024, width: int = 128
         logging.info("writing %s (once)", raw)
         synth(raw, SynthConfig(strips=strips, runs=runs, height=height, width=width, seed=1))
     return raw
+
+
+def arguments(doc: str, strips: int = 2, workers: int = 2) -> argparse.ArgumentParser:
+    """The options every benchmark takes (--strips, --workers); add more, then parse_args.
+    Logging is set to warnings, so the benchmark's own lines stand out."""
+    logging.basicConfig(level=logging.WARNING)
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--strips", type=int, default=strips, help="synthetic strips")
+    ap.add_argument("--workers", type=int, default=workers, help="worker threads")
+    return ap
 
 
 class timer:

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 KINDS = ("frame", "rank_min", "rank_max")
+IMAGE_LAYOUTS = ("grid", "resize")  # layout modes of image-folder data (bfsdata.grid)
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,9 @@ class AcquisitionConfig:
 
     def __post_init__(self) -> None:
         _check(self.frames >= 1, "acquisition.frames", f"must be >= 1, got {self.frames}")
-        _check(len(self.ranks) >= 1, "acquisition.ranks", "needs at least one rank")
+        # one frame (image folders): a rank image would only repeat it
+        ranks_ok = len(self.ranks) >= 1 or self.frames == 1
+        _check(ranks_ok, "acquisition.ranks", "needs at least one rank (with frames > 1)")
         for r in self.ranks:
             _check(1 <= r <= self.frames, "acquisition.ranks", f"rank {r} not in 1..{self.frames}")
         _check(len(set(self.ranks)) == len(self.ranks), "acquisition.ranks", "has duplicates")
@@ -39,10 +42,11 @@ class LayoutConfig:
     """Where the product sits, in pixels of an image of `reference_size`.
 
     Numbers are scaled linearly to the ingested image size, so one layout serves the full-size
-    camera frames and the small synthetic frames of the demo.
+    camera frames and the small synthetic frames of the demo. Image folders (mode grid or
+    resize, bfsdata.grid) use only `mode`, `tile` and `stride`.
     """
 
-    mode: str = "fixed"  # fixed: vial columns from this file; auto: vial columns from the data
+    mode: str = "fixed"  # fixed | auto (vial columns from the data) | grid | resize (images)
     reference_size: tuple[int, int] = (1024, 1280)  # (H, W) px the numbers below refer to
     strip_box: tuple[int, int, int, int] = (32, 40, 992, 1240)  # (y0, x0, y1, x1) px, nominal
     vials: int = 5  # vials per strip, equal columns across strip_box
@@ -55,14 +59,22 @@ class LayoutConfig:
     max_shift: float = 48.0  # px at reference size: larger registration offsets are refused
     max_size_error: float = 0.04  # relative: found strip width/height vs strip_box
     background: str = "dark"  # dark | bright: which side of the product the background is
+    tile: int = 256  # px, mode grid: side of the square tiles cut from each image
+    stride: int = 256  # px, mode grid: step between tiles (< tile: overlapping tiles)
 
     def __post_init__(self) -> None:
         h, w = self.reference_size
         y0, x0, y1, x1 = self.strip_box
         _check(
-            self.mode in ("fixed", "auto"),
+            self.mode in ("fixed", "auto", *IMAGE_LAYOUTS),
             "layout.mode",
-            f"must be fixed or auto, got {self.mode!r}",
+            f"must be fixed or auto, got {self.mode!r} (or grid or resize for image folders)",
+        )
+        _check(self.tile >= 1, "layout.tile", f"must be >= 1, got {self.tile}")
+        _check(
+            1 <= self.stride <= self.tile,
+            "layout.stride",
+            f"must be 1..tile ({self.tile}): a longer step leaves pixels in no tile",
         )
         _check(self.background in ("dark", "bright"), "layout.background", "must be dark or bright")
         _check(h > 0 and w > 0, "layout.reference_size", "must be positive")
@@ -167,6 +179,12 @@ class ModelConfig:
     disc_stages: int = 4  # critic conv stages, each halving H and W
 
     def __post_init__(self) -> None:
+        # 2**stages is computed below: bound the stage counts by the patch's bits first (a huge
+        # count from a pipeline file would take all memory, or fail to print)
+        for key in ("stages", "disc_stages"):
+            n, bits = getattr(self, key), max(2, self.patch_size.bit_length())
+            why = f"each stage halves the {self.patch_size} px patch"
+            _check(1 <= n < bits, f"train.model.{key}", f"must be 1..{bits - 1}: {why}")
         _check(
             self.patch_size % (2**self.stages) == 0,
             "train.model.patch_size",

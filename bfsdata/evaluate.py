@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from bfsdata import store
-from bfsdata.config import Pipeline, ReportConfig
+from bfsdata import manifest, provenance, store
+from bfsdata.config import IMAGE_LAYOUTS, Pipeline, ReportConfig
 from bfsdata.crop import to_uint8
 from bfsdata.report import ReportSummary, report
 from bfsdata.score import reconstruct, score, scoring_rows
@@ -26,13 +28,21 @@ def evaluate(
     name: str | None = None,
     cfg: ReportConfig | None = None,
     manual: pd.DataFrame | None = None,
+    scheduler: str | None = None,
 ) -> ReportSummary:
-    """Score runs/<run>'s model and write reports/<name or run>/ (scores, metrics, html)."""
+    """Score runs/<run>'s model and write reports/<name or run>/ (scores, metrics, html).
+
+    scheduler: a dask.distributed scheduler address to score on (None: in this process).
+    """
     ws = Path(workspace)
     cfg = cfg or pipe.report
     run_dir = ws / "runs" / run
     out_dir = ws / "reports" / (name or run)
-    scored, timing = score(ws, run_dir, scoring_rows(ws, pipe), out_dir, batch=cfg.batch)
+    rows = scoring_rows(ws, pipe)
+    inputs = provenance.manifest_digests(ws, manifest.PATCHES, manifest.SPLITS_SCHEMA)
+    inputs |= provenance.model_input(ws, run)
+    rec = provenance.record(pipe, "report", inputs, model_run=run)
+    scored, timing = score(ws, run_dir, rows, out_dir, batch=cfg.batch, scheduler=scheduler)
     root = store.open_root(ws, mode="r")
     summary = report(
         ws,
@@ -45,9 +55,12 @@ def evaluate(
         gallery=reconstruct(ws, run_dir),
         strip_image=lambda acq, frame: to_uint8(root["frames"][acq, frame]),
         patch_size=pipe.patch.size,
+        item="image" if pipe.layout.mode in IMAGE_LAYOUTS else "strip",
+        provenance=rec,
     )
     tmp = out_dir / ".scores.parquet.tmp"
-    scored.to_parquet(tmp, index=False)
+    table = pa.Table.from_pandas(scored, preserve_index=False)
+    pq.write_table(manifest.with_provenance(table, rec), tmp)
     tmp.replace(out_dir / "scores.parquet")
     return summary
 

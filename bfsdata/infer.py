@@ -9,10 +9,16 @@ of one strip also get the run-wise decision (`run` thresholds, k of n runs must 
 Writes per acquisition `<strip>_run<r>.json` (patch scores, vial and strip decisions) and
 `<strip>_run<r>.png` (the strip with every region's heatmap, rejected regions boxed in red),
 and `summary.json` with the run-wise decisions and timings.
+
+With an image-folder pipeline (layout.mode grid or resize) the inputs are image files, or
+folders of them: each image is decoded to grayscale as at ingest, cut by the layout (its tiles
+are the vials x regions above) and decided as one acquisition, run 1 of the strip id ingest
+gives it (`test/<defect>/<name>.png` -> `test-<defect>-<name>`, bfsdata.folder.image_id).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -22,9 +28,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from bfsdata.config import Pipeline
+from bfsdata import provenance
+from bfsdata.config import IMAGE_LAYOUTS, Pipeline
 from bfsdata.crop import cut_patches, to_uint8
 from bfsdata.decisions import runwise
+from bfsdata.folder import IMAGE_RE, image_id
+from bfsdata.folder_image import read_image
+from bfsdata.grid import TilingError, tiling_of
 from bfsdata.imageio import FrameError, check_header, decode, read_header
 from bfsdata.layout import register, scale_layout
 from bfsdata.rank import rank_images
@@ -60,6 +70,25 @@ def run_folders(paths: list[Path]) -> list[Path]:
     return out
 
 
+def image_files(paths: list[Path]) -> list[Path]:
+    """Image files named directly, or every image of a folder; their ids must differ."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.is_file() and IMAGE_RE.match(q.name))
+        elif p.is_file() and IMAGE_RE.match(p.name):
+            out.append(p)
+        else:
+            raise InferError(f"{p}: not an image (.png, .tif) or a folder of images")
+    ids = [image_id(p) for p in out]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise InferError(f"two inputs are both image {twice[0]}; infer them separately")
+    if not out:
+        raise InferError(f"no images (.png, .tif) in {', '.join(map(str, paths))}")
+    return out
+
+
 def load_thresholds(path: Path, pipe: Pipeline) -> dict:
     """thresholds.json, refused when it was fitted for another patch layout."""
     path = Path(path)
@@ -71,6 +100,8 @@ def load_thresholds(path: Path, pipe: Pipeline) -> dict:
         "regions": list(range(len(pipe.layout.regions))),
         "vials": pipe.layout.vials,
     }
+    if pipe.layout.mode in IMAGE_LAYOUTS:  # tiles per image depend on its size: `_cut_image`
+        del want["regions"], want["vials"]
     for key, value in want.items():
         if th.get(key) is not None and th[key] != value:
             raise InferError(
@@ -96,15 +127,22 @@ def infer(
     strip_t = np.array([th["strip"][str(r)] for r in th["regions"]])
     run_t = np.array([th["run"][str(r)] for r in th["regions"]])
     rows = []
-    for folder in run_folders(acquisitions):
+    images = pipe.layout.mode in IMAGE_LAYOUTS
+    for folder in image_files(acquisitions) if images else run_folders(acquisitions):
         t0 = time.perf_counter()
-        frames, boxes, patches, meta = _cut(folder, pipe, th.get("frames"))
+        if images:
+            frames, boxes, patches, meta = _cut_image(folder, pipe, th)
+        else:
+            frames, boxes, patches, meta = _cut(folder, pipe, th.get("frames"))
         out = serve(patches)
         scores = out["score"]  # (F' * V * R,), frame-major as cut
         ms = (time.perf_counter() - t0) * 1e3
         n_v, n_r = boxes.shape[:2]
         per_cell = scores.reshape(-1, n_v, n_r).max(axis=0)  # (V, R): max over test frames
-        strip, run = folder.parent.name, int(RUN_RE.match(folder.name).group(1))
+        if images:
+            strip, run = image_id(folder), 1
+        else:
+            strip, run = folder.parent.name, int(RUN_RE.match(folder.name).group(1))
         rejected_vials = [v + 1 for v in range(n_v) if (per_cell[v] > strip_t).any()]
         record = {
             "strip": strip,
@@ -159,9 +197,21 @@ def infer(
         ),
         "thresholds": str(thresholds_path),
         "model": str(run_dir),
+        "provenance": _record(pipe, Path(run_dir), Path(thresholds_path)),
     }
     _write_json(out_dir / "summary.json", summary)
     return InferSummary(out_dir=out_dir, acquisitions=acq, strips=strips)
+
+
+def _record(pipe: Pipeline, run_dir: Path, thresholds: Path) -> dict:
+    """The model and thresholds applied, by digest: the report's metrics.json records the same
+    thresholds.json digest, so a decision leads back to the report and its data."""
+    model = run_dir / provenance.MODEL
+    inputs = {
+        str(model): provenance.tree_sha256(model),
+        str(thresholds): provenance.file_sha256(thresholds),
+    }
+    return provenance.record(pipe, "infer", inputs)
 
 
 def _cut(folder: Path, pipe: Pipeline, frames_wanted: list[int] | None):
@@ -177,7 +227,8 @@ def _cut(folder: Path, pipe: Pipeline, frames_wanted: list[int] | None):
     try:
         header = read_header(files[0])
         check_header(files[0], header)
-        stack = np.stack([decode(files[i], files[i].read_bytes(), header) for i in range(n)])
+        data = [files[i].read_bytes() for i in range(n)]
+        stack = np.stack([decode(files[i], d, header) for i, d in enumerate(data)])
     except FrameError as e:
         raise InferError(str(e)) from None
     geo = scale_layout(pipe.layout, header.height, header.width)
@@ -190,8 +241,29 @@ def _cut(folder: Path, pipe: Pipeline, frames_wanted: list[int] | None):
             for f in test
         ]
     )
-    meta = {"frames": test, "dy": reg.dy, "dx": reg.dx}
+    # sha256 as in acquisitions.parquet: the same run folder ingested shows the same digest.
+    sha = provenance.frames_sha256(hashlib.sha256(d).digest() for d in data)
+    meta = {"frames": test, "dy": reg.dy, "dx": reg.dx, "sha256": sha}
     return stack[test], reg.boxes, patches, meta
+
+
+def _cut_image(path: Path, pipe: Pipeline, th: dict):
+    """As `_cut`, for one image: (image (1, H, W), boxes (V, R, 4), patches, meta)."""
+    try:
+        img = read_image(path)  # (H, W) grayscale
+        boxes = tiling_of(pipe.layout, *img.shape, f" ({path})").boxes(*img.shape)
+    except (FrameError, TilingError) as e:
+        raise InferError(str(e)) from None
+    if boxes.shape[:2] != (th["vials"], len(th["regions"])):
+        raise InferError(
+            f"{path}: {img.shape[0]}x{img.shape[1]} px gives {boxes.shape[0]} x {boxes.shape[1]} "
+            f"tiles, the thresholds are for {th['vials']} x {len(th['regions'])} (images of "
+            "another size): resize it to the size the model was validated on"
+        )
+    p = pipe.patch
+    patches = cut_patches(img, boxes.reshape(-1, 4), p.size, p.resize, p.input_bits)
+    sha = provenance.frames_sha256([hashlib.sha256(path.read_bytes()).digest()])
+    return img[None], boxes, patches, {"frames": [0], "dy": 0.0, "dx": 0.0, "sha256": sha}
 
 
 def _order(frames: list[int], n_v: int, n_r: int) -> list[tuple[int, int, int]]:

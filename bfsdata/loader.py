@@ -51,7 +51,7 @@ def train_dataset(
     if seed < 0 or start_step < 0:
         raise LoaderError(f"seed and start_step must be >= 0, got seed={seed}, start={start_step}")
     order = _Order(rows, seed, batch)
-    reader = _Reader(Path(store))
+    reader = _Reader(str(store))  # a path or a URL (`--store`)
 
     def load(step: np.int64) -> np.ndarray:
         return reader.read(order.rows(int(step)))  # (batch, P, P) uint8, rows ascending
@@ -72,7 +72,7 @@ def eval_dataset(store: Path, patch_rows: np.ndarray, *, batch: int) -> tf.data.
     x: (b, P, P, 1) float32 in [0, 1]; patch: (b,) int64, the store row of each patch.
     """
     rows, size = _check(store, patch_rows, batch)
-    reader = _Reader(Path(store))
+    reader = _Reader(str(store))  # a path or a URL (`--store`)
 
     def load(i: np.int64) -> tuple[np.ndarray, np.ndarray]:
         want = rows[int(i) * batch : (int(i) + 1) * batch]
@@ -99,13 +99,13 @@ def _to_float(x: tf.Tensor) -> tf.Tensor:
 
 def _check(store: Path, patch_rows: np.ndarray, batch: int) -> tuple[np.ndarray, int]:
     """Validate the request against the array's metadata, without opening a handle."""
-    meta_file = Path(store) / _ARRAY / "zarr.json"
-    if not meta_file.is_file():
+    fs, meta_file = store_mod.filesystem(f"{store}/{_ARRAY}/zarr.json")
+    if not fs.isfile(meta_file):
         raise LoaderError(
             f"{store}: no patch array here ({meta_file} missing); pass the workspace's "
             "bfsdata.zarr folder (bfsdata.store.store_path) after `bfsdata patch`"
         )
-    shape = json.loads(meta_file.read_text())["shape"]
+    shape = json.loads(fs.cat_file(meta_file))["shape"]
     rows = np.asarray(patch_rows)
     if rows.ndim != 1 or len(rows) == 0 or not np.issubdtype(rows.dtype, np.integer):
         raise LoaderError(

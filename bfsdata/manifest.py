@@ -7,18 +7,27 @@ the schema on every call; errors name the file, the column and how many rows are
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bfsdata import store
+from bfsdata.faults import crash_point
+
 LABELS = ("good", "defect", "unknown")
 KINDS = ("frame", "rank_min", "rank_max")
 SPLITS = ("train", "val", "calib", "test")
+# Parquet schema metadata key of the provenance record a file carries (bfsdata.provenance).
+PROVENANCE_KEY = b"bfsdata.provenance"
 
 
 @dataclass(frozen=True)
@@ -138,8 +147,13 @@ class ManifestError(ValueError):
     """A manifest that does not follow its schema."""
 
 
-def path_of(workspace: Path, schema: Schema) -> Path:
-    return Path(workspace) / "manifests" / f"{schema.name}.parquet"
+def path_of(workspace: Path, schema: Schema) -> Path | str:
+    """manifests/<name>.parquet beside the store: a local Path, or a URL (`--store`)."""
+    return store.join(store.data_root(workspace), store.MANIFESTS, f"{schema.name}.parquet")
+
+
+def exists(workspace: Path, schema: Schema) -> bool:
+    return store.present(path_of(workspace, schema))
 
 
 def validate(df: pd.DataFrame, schema: Schema, where: str) -> pa.Table:
@@ -179,10 +193,11 @@ def validate(df: pd.DataFrame, schema: Schema, where: str) -> pa.Table:
 def read(workspace: Path, schema: Schema) -> pd.DataFrame:
     """The manifest as a DataFrame; an empty one with the right columns if none exists."""
     path = path_of(workspace, schema)
-    if not path.exists():
+    fs, where = store.filesystem(path)
+    if not fs.exists(where):
         return schema.empty()
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(where, filesystem=fs)
     except (pa.ArrowInvalid, OSError) as e:
         raise ManifestError(f"{path}: not a readable parquet file ({e})") from None
     # ignore_metadata: dtypes come from the schema, not from whatever pandas wrote the file.
@@ -194,19 +209,83 @@ def read(workspace: Path, schema: Schema) -> pd.DataFrame:
     return df
 
 
-def write(workspace: Path, schema: Schema, df: pd.DataFrame, sort: Sequence[str] = ()) -> Path:
-    """Validate, then write beside the target and rename: readers never see half a file."""
+def write(
+    workspace: Path,
+    schema: Schema,
+    df: pd.DataFrame,
+    sort: Sequence[str] = (),
+    provenance: Mapping[str, Any] | None = None,
+) -> Path | str:
+    """Validate, then write beside the target and rename: readers never see half a file.
+
+    `provenance` is stored in the file's own schema metadata, so rows and record land together.
+    """
     path = path_of(workspace, schema)
     if sort:
         df = df.sort_values(list(sort), kind="stable")
     table = validate(df.reset_index(drop=True), schema, str(path))
+    if provenance is not None:
+        table = with_provenance(table, provenance)
+    if not isinstance(path, Path):  # a URL: one PUT, which an object store applies whole
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf, compression="zstd")
+        fs, where = store.filesystem(path)
+        fs.pipe_file(where, buf.getvalue().to_pybytes())
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        crash_point(f"manifest.{schema.name}")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def with_provenance(table: pa.Table, record: Mapping[str, Any]) -> pa.Table:
+    """The table with `record` in its schema metadata (kept by parquet, read by any tool)."""
+    meta = dict(table.schema.metadata or {})
+    meta[PROVENANCE_KEY] = json.dumps(record, sort_keys=True).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def read_provenance(workspace: Path, schema: Schema) -> dict[str, Any] | None:
+    """The provenance record a manifest carries; None if there is no file or no record."""
+    path = path_of(workspace, schema)
+    fs, where = store.filesystem(path)
+    if not fs.exists(where):
+        return None
+    try:
+        meta = pq.read_schema(where, filesystem=fs).metadata or {}
+    except (pa.ArrowInvalid, OSError) as e:
+        raise ManifestError(f"{path}: not a readable parquet file ({e})") from None
+    return json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else None
+
+
+def digest(df: pd.DataFrame, schema: Schema) -> str:
+    """sha256 of what a manifest says: equal for equal rows, whenever and wherever written.
+
+    Timestamp columns are left out (when a row was committed is not part of what it records);
+    the rest, in schema order: the column name and a NUL, for a nullable column one byte per
+    row (1 = null), then the values: numbers and booleans as little-endian fixed-width bytes
+    (nulls as 0), strings as UTF-8 each followed by a NUL. Plain bytes, so the digest does not
+    change with the pandas or pyarrow version.
+    """
+    table = validate(df.reset_index(drop=True), schema, schema.name)
+    h = hashlib.sha256()
+    for c in schema.columns:
+        if pa.types.is_timestamp(c.dtype):
+            continue
+        col = table[c.name]
+        h.update(c.name.encode() + b"\0")
+        if c.nullable:
+            h.update(np.asarray(col.is_null(), dtype=np.uint8).tobytes())
+        if pa.types.is_string(c.dtype):
+            h.update("".join(f"{v}\0" for v in col.fill_null("").to_pylist()).encode())
+        else:
+            values = col.fill_null(False if pa.types.is_boolean(c.dtype) else 0).to_numpy()
+            h.update(values.astype(values.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()

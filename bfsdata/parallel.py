@@ -1,8 +1,13 @@
-"""Run independent tasks on dask and hand each result back as soon as it is done.
+"""Run independent tasks on threads or a dask cluster; hand each result back as it is done.
 
 Stages commit their manifests from these callbacks, so a killed run keeps everything that
 finished. Tasks write their own data and return small records, never arrays: the driver's
 memory does not grow with the dataset.
+
+Where tasks run: threads of this process by default (`workers` threads), or the workers of a
+`dask.distributed` scheduler (`scheduler` address), which `cluster` starts locally for a
+command when asked for worker processes. Tasks and their results are pickled for a cluster, so
+they are plain dataclasses and module-level functions that open their own store handles.
 """
 
 from __future__ import annotations
@@ -10,11 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import TypeVar
 
-import dask
-from dask.callbacks import Callback
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 log = logging.getLogger(__name__)
@@ -25,6 +30,37 @@ R = TypeVar("R")
 
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+@contextmanager
+def cluster(processes: int | None = None, scheduler: str | None = None) -> Iterator[str | None]:
+    """The scheduler address a command runs its tasks on, for the duration of the `with`.
+
+    `scheduler`: an existing dask.distributed scheduler, used as it is. `processes`: a
+    LocalCluster of that many single-threaded worker processes, started here and closed on
+    exit. Neither: None, which `run_tasks` reads as threads of this process.
+    """
+    if processes is not None and scheduler:
+        raise ValueError(
+            f"--workers {processes} starts a local cluster and --scheduler {scheduler} names "
+            "another one; give one of the two"
+        )
+    if processes is not None and processes < 1:
+        raise ValueError(f"--workers must be >= 1, got {processes}")
+    if processes is None:
+        yield scheduler
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=processes,
+        processes=True,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=":0",  # a free port: 8787 may be another cluster's on a shared host
+        silence_logs=logging.WARNING,
+    ) as local:
+        yield local.scheduler_address
 
 
 def run_tasks(
@@ -39,8 +75,8 @@ def run_tasks(
 ) -> None:
     """Run `fn(item)` for every item; call `on_result` in the calling thread-safe context.
 
-    Local runs use dask's threaded scheduler (`workers` threads); `scheduler` is the address of
-    a `dask.distributed` scheduler. `weight` sizes the progress bar (e.g. frames per task).
+    Local runs use `workers` threads of this process; `scheduler` is the address of a
+    `dask.distributed` scheduler. `weight` sizes the progress bar (e.g. frames per task).
     """
     if not items:
         return
@@ -53,18 +89,20 @@ def run_tasks(
 
 
 def _run_threads(fn, items, on_result, workers, advance, weight) -> None:
-    keys = {f"task-{i}": item for i, item in enumerate(items)}
-    tasks = [dask.delayed(fn, pure=False)(item, dask_key_name=k) for k, item in keys.items()]
-
-    # The threaded scheduler calls posttask in its own (single) thread: results arrive one at a
-    # time, in completion order, while other tasks keep running.
-    def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        if key in keys:
-            on_result(result)
-            advance(weight(keys[key]))
-
-    with Callback(posttask=posttask):
-        dask.compute(*tasks, scheduler="threads", num_workers=workers)
+    # A plain thread pool, not dask.compute: compute keeps every task's result until the last
+    # one ends, so the driver would hold a second copy of the whole manifest; here each result
+    # is handed on and dropped as it arrives, in completion order, in this thread.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = {pool.submit(fn, item): item for item in items}
+        try:
+            for fut in as_completed(pending):
+                item = pending.pop(fut)
+                on_result(fut.result())
+                advance(weight(item))
+        except BaseException:
+            for fut in pending:  # not started yet: never start; running ones finish first
+                fut.cancel()
+            raise
 
 
 def _run_distributed(fn, items, on_result, address, advance, weight) -> None:

@@ -6,6 +6,8 @@ whole shards (DESIGN.md section 6: nobody else ever writes into them). A task de
 first (debris of a killed run), registers each acquisition on its max rank image, cuts the same
 boxes from every selected frame and rank image, and writes full shards as they fill. The
 manifest is committed from finished tasks only, so it never points at a patch that is not there.
+Image folders (layout.mode grid or resize) take their boxes from `bfsdata.grid` instead of a
+registration, and `defect_here` from their masks.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bfsdata import manifest, store
-from bfsdata.config import Pipeline, parse_frames
+from bfsdata import manifest, provenance, store
+from bfsdata.config import IMAGE_LAYOUTS, Pipeline, parse_frames
 from bfsdata.crop import cut_patches
-from bfsdata.layout import Geometry, RegistrationError, register, scale_layout
+from bfsdata.faults import crash_point
+from bfsdata.folder_image import mask_cells
+from bfsdata.grid import Tiling, TilingError, plan_tiling
+from bfsdata.layout import Geometry, Registration, RegistrationError, register, scale_layout
 from bfsdata.parallel import run_tasks
 from bfsdata.raw import Problem
-from bfsdata.workspace import Committer, provenance, record_rejections
+from bfsdata.workspace import Committer, record_rejections
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +57,8 @@ class PatchSummary:
 class _Plan:
     """Everything a task needs besides its acquisitions; small, so it ships to workers."""
 
-    store: Path
-    geo: Geometry
+    store: str  # store.store_url
+    geo: Geometry | None  # strips; None for image folders
     frames: tuple[int, ...]  # frame indices to cut
     kinds: tuple[str, ...]
     rank_index: dict[str, int]  # kind -> index in the rank array
@@ -61,6 +66,14 @@ class _Plan:
     resize: str
     input_bits: int
     shard: int
+    tiling: Tiling | None = None  # image folders: a grid or the whole image, no registration
+
+    @property
+    def cells(self) -> tuple[int, int]:
+        """(vials, regions) of an acquisition; of an image folder, tile columns and rows."""
+        if self.tiling is not None:
+            return self.tiling.cells
+        return len(self.geo.columns), len(self.geo.bands)
 
     @property
     def images(self) -> list[tuple[str, int]]:
@@ -70,7 +83,7 @@ class _Plan:
 
     @property
     def per_acquisition(self) -> int:
-        return len(self.images) * len(self.geo.columns) * len(self.geo.bands)
+        return len(self.images) * self.cells[0] * self.cells[1]
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,8 @@ class _Job:
     label: str
     defects: tuple[tuple[int, int], ...]  # annotated (vial, region) cells
     located: bool  # every annotation of the strip names its vial and region
+    height: int = 0  # px, of the image as ingested
+    width: int = 0
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,7 @@ def patch(
 ) -> PatchSummary:
     t0 = time.perf_counter()
     ws = Path(workspace)
+    store.check_reachable(ws, scheduler)
     acqs = manifest.read(ws, manifest.ACQUISITIONS)
     if acqs.empty:
         raise PatchError(f"{ws}: no ingested acquisitions; run `bfsdata ingest RAW -w {ws}` first")
@@ -113,7 +129,11 @@ def patch(
     store.clean_partials(ws)
     store.remove_orphans(arr, done["patch"].to_numpy())
     pending = acqs[~acqs["acq"].isin(done["acq"].unique())].sort_values("acq")
-    jobs = _jobs(pending, manifest.read(ws, manifest.ANNOTATIONS))
+    ann = manifest.read(ws, manifest.ANNOTATIONS)
+    jobs = _jobs(pending, ann)
+    read = {"acquisitions": acqs, "annotations": ann}
+    inputs = provenance.manifest_digests(ws, manifest.ACQUISITIONS, manifest.ANNOTATIONS, read=read)
+    rec = provenance.record(pipe, "patch", inputs)
     units = _units(
         plan,
         jobs,
@@ -124,7 +144,7 @@ def patch(
         last = max(u.first_shard + u.n_shards for u in units)
         store.grow(arr, last * plan.shard)
 
-    committer = Committer(ws, manifest.PATCHES, done, sort=("patch",))
+    committer = Committer(ws, manifest.PATCHES, done, sort=("patch",), provenance=rec)
     problems: list[Problem] = []
     written = [0, 0]  # acquisitions, patches
 
@@ -145,7 +165,10 @@ def patch(
         label="patch (acquisitions)",
         weight=lambda u: len(u.jobs),
     )
-    final = committer.flush() if units else done
+    # Nothing to cut but inputs changed since (e.g. annotations): the record is brought up to
+    # date; otherwise a re-run writes nothing.
+    stale = manifest.read_provenance(ws, manifest.PATCHES) != rec
+    final = committer.flush() if units or stale else done
     store.remove_orphans(arr, final["patch"].to_numpy())
     record_rejections(ws, problems)
     summary = PatchSummary(
@@ -170,6 +193,8 @@ def patch(
 
 
 def _make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> _Plan:
+    if pipe.layout.mode in IMAGE_LAYOUTS:
+        return _image_plan(ws, pipe, root, acqs)
     h, w = int(acqs["height"].iloc[0]), int(acqs["width"].iloc[0])
     try:
         geo = scale_layout(pipe.layout, h, w)
@@ -188,7 +213,7 @@ def _make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> _Plan:
             f"registration needs the max rank image (rank {n_frames}); ingest computed {ranks}"
         )
     return _Plan(
-        store=store.store_path(ws),
+        store=store.store_url(ws),
         geo=geo,
         frames=parse_frames(pipe.patch.frames, n_frames),
         kinds=pipe.patch.kinds,
@@ -200,14 +225,47 @@ def _make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> _Plan:
     )
 
 
+def _image_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> _Plan:
+    """Image folders: boxes from the layout's grid (or the whole image), frames only."""
+    if "masks" not in root:
+        raise PatchError(
+            f"layout.mode {pipe.layout.mode} cuts image folders, but {ws} holds strips; use the "
+            "pipeline the workspace was ingested with"
+        )
+    if tuple(pipe.patch.kinds) != ("frame",):
+        raise PatchError(
+            f"patch.kinds {list(pipe.patch.kinds)}: image folders have no rank images; "
+            "use patch.kinds [frame]"
+        )
+    try:
+        tiling = plan_tiling(pipe.layout, acqs)
+    except TilingError as e:
+        raise PatchError(f"{manifest.path_of(ws, manifest.ACQUISITIONS)}: {e}") from None
+    return _Plan(
+        store=store.store_url(ws),
+        geo=None,
+        frames=parse_frames(pipe.patch.frames, int(acqs["n_frames"].max())),
+        kinds=("frame",),
+        rank_index={},
+        size=pipe.patch.size,
+        resize=pipe.patch.resize,
+        input_bits=pipe.patch.input_bits,
+        shard=pipe.store.patch_shard,
+        tiling=tiling,
+    )
+
+
 def _check_settings(arr, plan: _Plan, pipe: Pipeline) -> None:
     """One workspace, one patch definition: refuse to mix patches cut in different ways."""
+    layout = dataclasses.asdict(pipe.layout)
+    if plan.tiling is None:  # strips: recorded as before tiles existed, so old stores match
+        del layout["tile"], layout["stride"]
     settings = {
         "frames": list(plan.frames),
         "kinds": list(plan.kinds),
-        "vials": len(plan.geo.columns),
-        "regions": len(plan.geo.bands),
-        "layout": json.loads(json.dumps(dataclasses.asdict(pipe.layout))),
+        "vials": plan.cells[0],
+        "regions": plan.cells[1],
+        "layout": json.loads(json.dumps(layout)),
         "resize": plan.resize,
         "input_bits": plan.input_bits,
     }
@@ -221,7 +279,7 @@ def _check_settings(arr, plan: _Plan, pipe: Pipeline) -> None:
             "patches of one workspace must be cut one way. Use a new workspace, or the "
             "original pipeline and options."
         )
-    arr.attrs.update({"settings": settings, "bfsdata": provenance(pipe)})
+    arr.attrs.update({"settings": settings, "bfsdata": provenance.record(pipe, "patch")})
 
 
 def _jobs(pending: pd.DataFrame, ann: pd.DataFrame) -> list[_Job]:
@@ -239,7 +297,8 @@ def _jobs(pending: pd.DataFrame, ann: pd.DataFrame) -> list[_Job]:
                 )
             )
             located = len(known) == len(a)
-        jobs.append(_Job(int(row.acq), row.strip, int(row.run), row.label, cells, located))
+        size = int(row.height), int(row.width)
+        jobs.append(_Job(int(row.acq), row.strip, int(row.run), row.label, cells, located, *size))
     return jobs
 
 
@@ -259,10 +318,11 @@ def _units(plan: _Plan, jobs: list[_Job], used: set[int], per_task: int) -> list
 def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
     """Cut the unit's acquisitions into its own shards. Runs on a worker."""
     plan = unit.plan
-    root = store.open_root(plan.store.parent)
+    root = store.open_store(plan.store)
     store.delete_shards(root["patches"], range(unit.first_shard, unit.first_shard + unit.n_shards))
     arr = store.ts_array(plan.store, "patches")
-    src = {name: store.ts_array(plan.store, name) for name in ("frames", "rank")}
+    names = ("frames", "masks") if plan.tiling is not None else ("frames", "rank")
+    src = {name: store.ts_array(plan.store, name) for name in names}
     s = plan.shard
     buf = np.zeros((s, plan.size, plan.size), dtype=np.uint8)
     fill, shard = 0, unit.first_shard
@@ -284,23 +344,30 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
             fill, done = fill + take, done + take
             if fill == s:
                 arr[shard * s : (shard + 1) * s].write(buf).result()
+                crash_point("patch.shard")
                 fill, shard = 0, shard + 1
         tables.append(rows)
     if fill:
         arr[shard * s : shard * s + fill].write(buf[:fill]).result()
     out = pd.concat(tables, ignore_index=True) if tables else manifest.PATCHES.empty()
+    crash_point("patch.unit")
     return out, problems
 
 
 def _cut_acquisition(src: dict, job: _Job, plan: _Plan) -> tuple[np.ndarray, pd.DataFrame]:
     """All patches of one acquisition, (n, P, P) uint8, and their manifest rows."""
-    rank = src["rank"][job.acq].read().result()  # (R, H, W)
-    reg = register(rank[plan.rank_index["rank_max"]], plan.geo)
+    if plan.tiling is not None:  # image folder: boxes from the layout, defects from the mask
+        reg = Registration(0.0, 0.0, plan.tiling.boxes(job.height, job.width))
+        labels = src["masks"][job.acq].read().result()  # (H, W) 0 clean, 1 defect, 2 unknown
+        job = dataclasses.replace(job, **mask_cells(labels, reg.boxes))
+    else:
+        rank = src["rank"][job.acq].read().result()  # (R, H, W)
+        reg = register(rank[plan.rank_index["rank_max"]], plan.geo)
     boxes = reg.boxes.reshape(-1, 4)  # (V * R, 4), vial-major
     images = plan.images
     frames = None
     if "frame" in plan.kinds:
-        frames = src["frames"][job.acq][list(plan.frames)].read().result()  # (F', H, W)
+        frames = src["frames"][job.acq, list(plan.frames)].read().result()  # (F', H, W)
     out = np.empty((plan.per_acquisition, plan.size, plan.size), dtype=np.uint8)
     n = len(boxes)
     for i, (kind, f) in enumerate(images):

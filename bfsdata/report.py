@@ -29,13 +29,17 @@ left_out {patches, strips}}, strip_wise {thresholds, auroc, ms_per_strip, **rate
 {n_strips, fqa_7_10, fqv_7_10, fqa_manual_zone, efficiency, efficiency_manual_zone, pass,
 zones, manual_rows_outside_kit, table [rows]}, timing {the input + ms_per_patch, ms_per_strip
 {mean, p50, p99}, strip_basis, slot_ms, margin_ms, margin_p99_ms, fits_slot}, misclassified
-{acquisitions [rows], strips [rows]}, gallery [rows]. `**rates` are `metrics.rates` keys.
+{acquisitions [rows], strips [rows]}, gallery [rows], item ("strip" | "image": what one
+acquisition is), single_run (why run_wise and knapp are null: one run per item; else null),
+provenance {version, stage, pipeline, pipeline_sha256, inputs {manifests and model: sha256},
+model_run, thresholds_sha256} (when given). `**rates` are `metrics.rates` keys.
 
 `report.html` (self-contained) and `heatmaps/*.png` (one gallery panel each, with a model).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -82,6 +86,8 @@ class ReportSummary:
     slot_ms: float
     left_out_patches: int  # unannotated defective patches, out of the patch-level figures
     notes: tuple[str, ...]
+    item: str = "strip"  # strip | image (image folders): what one acquisition is
+    single_run: bool = False  # one run per item: no run-wise and no Knapp level
 
     def lines(self) -> list[str]:
         where = (
@@ -90,10 +96,13 @@ class ReportSummary:
             else "fitted on calib, judged on test"
         )
         out = [f"report {self.out_dir}: policy {self.policy}, thresholds {where}"]
-        for level in ("strip-wise", "run-wise"):
+        levels = [rt.LEVEL[self.item]] + ([] if self.single_run else ["run-wise"])
+        for level in levels:
             figs = (f"{name} {fmt_rate(self.headline[f'{level} {name}'])}" for name in HEADLINE)
             out.append(f"  {level}: {', '.join(figs)}")
-        if self.knapp_efficiency is None:
+        if self.single_run:
+            out.append("  run-wise and Knapp: left out (one run per item)")
+        elif self.knapp_efficiency is None:
             out.append("  Knapp: no manual file, efficiency not computed")
         else:
             verdict = "PASS" if self.knapp_pass else "FAIL"
@@ -101,7 +110,7 @@ class ReportSummary:
                 f"  Knapp efficiency {100 * self.knapp_efficiency:.1f}% (>= 100%): {verdict}"
             )
         if self.ms_per_strip is not None:
-            out.append(f"  {self.ms_per_strip:.2f} ms per strip vs {self.slot_ms:g} ms slot")
+            out.append(f"  {self.ms_per_strip:.2f} ms per {self.item} vs {self.slot_ms:g} ms slot")
         out += [f"  note: {n}" for n in self.notes]
         out.append(f"  wrote {', '.join(p.name for k, p in self.paths.items() if k != 'heatmaps')}")
         return out
@@ -119,6 +128,8 @@ def report(
     gallery: GalleryFn | None = None,
     strip_image: StripImageFn | None = None,
     patch_size: int | None = None,
+    provenance: dict[str, Any] | None = None,
+    item: str = "strip",
 ) -> ReportSummary:
     """Fit, judge and write metrics.json, thresholds.json, report.html (+ heatmaps/*.png).
 
@@ -127,11 +138,14 @@ def report(
     gallery: reconstructs store rows for the gallery (None: scores only, no images);
     strip_image: the frame a patch was cut from, to place its heatmap on the strip.
     patch_size: P of the store's (N, P, P) patches, recorded for infer.
+    item: "strip", or "image" for image folders (an acquisition is one image): the wording.
+    provenance: what the scores came from (bfsdata.provenance record: manifests and model
+    digests), written to metrics.json with the digest of thresholds.json added.
     Nothing is written until every figure is computed; a bad input writes nothing.
     """
     kit = rt.prepare(scores)
     ts = rt.fit_thresholds(kit.fit, kit.regions, cfg.policy, cfg.min_agree)
-    tables, picks = _tables(kit, ts, timing, cfg, manual)
+    tables, picks = _tables(kit, ts, timing, cfg, manual, item)
     panels = _panels(picks, gallery, strip_image)
     now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     about = {
@@ -145,6 +159,7 @@ def report(
         "in_sample": kit.in_sample,
         "fitted_on": "test (in-sample)" if kit.in_sample else "calib",
         "evaluated_on": "test (in-sample)" if kit.in_sample else "test",
+        "item": item,
     }
     gallery_rows = [
         {**r, "file": f"heatmaps/{_png_name(r)}" if i in panels else None}
@@ -159,12 +174,22 @@ def report(
         "frames": sorted(int(f) for f in scores["frame"].unique()),
         "patch_size": patch_size,
         **tables["thresholds"],
-        "rule": "an acquisition is rejected if any patch score (1 - SSIM) > its region threshold; "
-        f"a strip is judged by the 'run' thresholds and confirmed in >= {cfg.min_agree} of 10 runs",
+        "rule": f"an {'image' if item == 'image' else 'acquisition'} is rejected if any patch "
+        "score (1 - SSIM) > its region threshold"
+        + (
+            ""
+            if tables["single_run"]
+            else f"; a strip is judged by the 'run' thresholds and confirmed in >= "
+            f"{cfg.min_agree} of 10 runs"
+        ),
         **{k: about[k] for k in ("model_run", "fitted_on", "created_at", "bfsdata_version")},
     }
+    if provenance is not None:
+        # infer records this digest of the thresholds it applies: its decisions lead back here.
+        th_sha = hashlib.sha256(_json(thresholds)).hexdigest()
+        metrics["provenance"] = {**provenance, "thresholds_sha256": th_sha}
     shown = [{**g, "png": panels.get(i)} for i, g in enumerate(gallery_rows)]
-    html = render(metrics, _figures(kit, ts, tables), shown)
+    html = render(metrics, _figures(kit, ts, tables, item), shown)
     paths = _write(Path(out_dir), metrics, thresholds, html, picks, panels)
     log.info("report written to %s", out_dir)
     return ReportSummary(
@@ -173,12 +198,14 @@ def report(
         policy=about["policy"],
         in_sample=kit.in_sample,
         headline=tables["headline"],
-        knapp_efficiency=tables["knapp"]["efficiency"],
-        knapp_pass=tables["knapp"]["pass"],
+        knapp_efficiency=(tables["knapp"] or {}).get("efficiency"),
+        knapp_pass=(tables["knapp"] or {}).get("pass"),
         ms_per_strip=tables["timing"]["ms_per_strip"]["mean"],
         slot_ms=cfg.slot_ms,
         left_out_patches=tables["region_wise"]["left_out"]["patches"],
         notes=tuple(tables["notes"]),
+        item=item,
+        single_run=tables["single_run"] is not None,
     )
 
 
@@ -188,30 +215,37 @@ def _tables(
     timing: dict[str, Any],
     cfg: ReportConfig,
     manual: pd.DataFrame | None,
+    item: str = "strip",
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Every figure judged on test, as metrics.json sections, and the gallery picks."""
+    """Every figure judged on test, as metrics.json sections, and the gallery picks. With one
+    run per item the run-wise and Knapp sections are None and `single_run` says why."""
     ev, regions, alpha = kit.test, kit.regions, cfg.alpha
     per_acq = int(ev.groupby(rt.ACQ).size().median())
     tm = rt.timing_section(timing, per_acq, cfg.slot_ms)
-    t1 = rt.region_wise(ev, ts["patch"], regions, alpha, tm["ms_per_patch"]["mean"])
+    t1 = rt.region_wise(ev, ts["patch"], regions, alpha, tm["ms_per_patch"]["mean"], item)
     t2, t3, acq, strips = rt.strip_wise(ev, ts, regions, alpha, cfg.min_agree)
     t2["ms_per_strip"] = tm["ms_per_strip"]["mean"]
-    kn = rt.knapp_section(strips, manual)
+    once = rt.single_run(strips, item)
+    kn = None if once else rt.knapp_section(strips, manual)
+    t3 = None if once else t3
     judged = "test (in-sample)" if kit.in_sample else "test"
-    for section in (t1, t2, t3, kn):
+    for section in (t for t in (t1, t2, t3, kn) if t is not None):
         section |= {"judged_on": judged, "in_sample": kit.in_sample}
+    val = rt.val_false_rejects(kit.val, ts, regions, alpha, cfg.min_agree)
+    if once and val is not None:
+        val.pop("run")
+    levels = [(rt.LEVEL[item], t2)] + ([] if once else [("run-wise", t3)])
     tables = {
-        "notes": rt.notes(kit, t1, kn, tm),
+        "notes": rt.notes(kit, t1, kn, tm, once),
         "thresholds": {k: rt.keyed(v) for k, v in ts.items()},
         "headline": {
-            f"{level} {name}": t[key]
-            for level, t in (("strip-wise", t2), ("run-wise", t3))
-            for name, key in HEADLINE.items()
+            f"{level} {name}": t[key] for level, t in levels for name, key in HEADLINE.items()
         },
         "region_wise": t1,
         "strip_wise": t2,
         "run_wise": t3,
-        "val": rt.val_false_rejects(kit.val, ts, regions, alpha, cfg.min_agree),
+        "single_run": once,
+        "val": val,
         "knapp": kn,
         "timing": tm,
         "misclassified": {
@@ -222,7 +256,9 @@ def _tables(
     return tables, rt.gallery_picks(ev, strips, ts, cfg.gallery)
 
 
-def _figures(kit: rt.Kit, ts: dict[str, rt.Thresholds], tables: dict) -> dict[str, bytes]:
+def _figures(
+    kit: rt.Kit, ts: dict[str, rt.Thresholds], tables: dict, item: str = "strip"
+) -> dict[str, bytes]:
     """PNGs: "region:<r>" (ROC + histograms on labelled test patches), "knapp", "timing"."""
     lab = rt.known(kit.test)
     out = {}
@@ -230,8 +266,9 @@ def _figures(kit: rt.Kit, ts: dict[str, rt.Thresholds], tables: dict) -> dict[st
         g = lab[lab["region"] == r]
         good, defect = (g.loc[g["is_defect"] == d, "score"].to_numpy() for d in (False, True))
         level_t = {k: v[r] for k, v in ts.items()}
-        out[f"region:{r}"] = rp.region_figure(good, defect, level_t, rt.region_name(r))
-    out["knapp"] = rp.knapp_figure(tables["knapp"]["table"])
+        out[f"region:{r}"] = rp.region_figure(good, defect, level_t, rt.region_name(r, item))
+    if tables["knapp"] is not None:
+        out["knapp"] = rp.knapp_figure(tables["knapp"]["table"])
     if tables["timing"]["fits_slot"] is not None:  # else nothing was timed
         out["timing"] = rp.timing_figure(tables["timing"])
     return out

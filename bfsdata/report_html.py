@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from bfsdata.report_tables import region_name
+from bfsdata.report_tables import LEVEL, region_name
 
 MAX_ROWS = 300  # longest per-item table shown; metrics.json has them all
 CSS = """
@@ -100,7 +100,9 @@ def _region_wise(m: Mapping[str, Any]) -> str:
     rw = m["region_wise"]
     regs = list(rw["regions"].values())
     cols = [*regs, rw["vial"], rw["patches"]]
-    head = ["", *(escape(r["name"]) for r in regs), "Vial", "All patches"]
+    images = _item(m) == "image"
+    head = ["", *(escape(r["name"]) for r in regs), "Tile column" if images else "Vial"]
+    head.append("All patches")
     rows = [["Threshold", *(f"{r['threshold']:.6f}" for r in regs), "–", "–"]]
     rows += _rate_rows(cols)
     ms = m["timing"]["ms_per_patch"]["mean"]
@@ -111,16 +113,35 @@ def _region_wise(m: Mapping[str, Any]) -> str:
         table(head, rows)
         + f'<p class="note">Patch labels come from the defect annotation. {left["patches"]} '
         f"patches of {left['strips']} defective strip(s) without annotation are left out of the "
-        "patch and vial figures (they count at strip and run level). Vial: the 4 regions of one "
-        "vial in one frame, rejected if any exceeds its region threshold; its AUROC is on the "
-        "margin max(score - threshold).</p><h3>Vial level by vial position</h3>"
-        + table(["", *(f"vial {v}" for v in rw["by_vial"])], _rate_rows(vial_cols)[:-2])
+        "patch and vial figures (they count at strip and run level). "
+        + (
+            "Tile column: the tiles of one column of an image"
+            if images
+            else "Vial: the 4 regions of one vial in one frame"
+        )
+        + ", rejected if any exceeds its region threshold; its AUROC is on the margin "
+        "max(score - threshold).</p>"
+        + (
+            "<h3>Tile column level by column</h3>"
+            if images
+            else "<h3>Vial level by vial position</h3>"
+        )
+        + table(
+            ["", *(f"{'column' if images else 'vial'} {v}" for v in rw["by_vial"])],
+            _rate_rows(vial_cols)[:-2],
+        )
     )
+
+
+def _item(m: Mapping[str, Any]) -> str:
+    """What one acquisition is: "strip", or "image" for image folders."""
+    return m.get("item", "strip")
 
 
 def _level(m: Mapping[str, Any], key: str, extra: list[list[str]]) -> str:
     t = m[key]
-    rows = [[f"Threshold {region_name(int(r))}", f"{v:.6f}"] for r, v in t["thresholds"].items()]
+    names = {r: region_name(int(r), _item(m)) for r in t["thresholds"]}
+    rows = [[f"Threshold {names[r]}", f"{v:.6f}"] for r, v in t["thresholds"].items()]
     rows += [r for r in _rate_rows([t]) if r[0] != "AUROC" or t.get("auroc") is not None]
     return table(["", "Score"], rows + extra)
 
@@ -181,11 +202,11 @@ def _knapp(k: Mapping[str, Any], chart: bytes) -> str:
     return "".join(out) + table([c.replace("_", " ") for c in cols], rows)
 
 
-def _timing(t: Mapping[str, Any], chart: bytes | None) -> str:
+def _timing(t: Mapping[str, Any], chart: bytes | None, item: str = "strip") -> str:
     pp, ps = t["ms_per_patch"], t["ms_per_strip"]
     rows = [
         ["ms per patch", *(_num(pp[k]) for k in ("mean", "p50", "p99"))],
-        ["ms per strip", *(_num(ps[k], ".3f") for k in ("mean", "p50", "p99"))],
+        [f"ms per {item}", *(_num(ps[k], ".3f") for k in ("mean", "p50", "p99"))],
     ]
     fits = {
         True: '<span class="pass">fits</span>',
@@ -202,7 +223,9 @@ def _timing(t: Mapping[str, Any], chart: bytes | None) -> str:
     )
 
 
-def _gallery(items: Sequence[Mapping[str, Any]], have_images: bool, wrong: list) -> str:
+def _gallery(
+    items: Sequence[Mapping[str, Any]], have_images: bool, wrong: list, item: str = "strip"
+) -> str:
     out = []
     if not have_images:
         out.append(
@@ -210,9 +233,14 @@ def _gallery(items: Sequence[Mapping[str, Any]], have_images: bool, wrong: list)
             "patches, so the gallery lists scores only.</p>"
         )
     for g in items:
+        where = (
+            f"image {escape(str(g['strip']))}, tile column {g['vial']}"
+            if item == "image"
+            else f"strip {escape(str(g['strip']))}, run {g['run']}, frame {g['frame']}, "
+            f"vial {g['vial']}"
+        )
         head = (
-            f"<b>{escape(g['reason'])}</b> — strip {escape(str(g['strip']))}, run {g['run']}, "
-            f"frame {g['frame']}, vial {g['vial']}, {escape(region_name(g['region']))}: "
+            f"<b>{escape(g['reason'])}</b> — {where}, {escape(region_name(g['region'], item))}: "
             f"score {g['score']:.5f} vs threshold {g['threshold']:.5f}"
         )
         pic = img(g["png"], f"patch {g['patch']}") if g.get("png") else ""
@@ -225,7 +253,9 @@ def _gallery(items: Sequence[Mapping[str, Any]], have_images: bool, wrong: list)
     ]
     more = f" (first {MAX_ROWS} of {len(wrong)})" if len(wrong) > MAX_ROWS else ""
     return (
-        "".join(out) + f"<h3>Misclassified acquisitions, strip-wise{more}</h3>" + table(cols, rows)
+        "".join(out)
+        + f"<h3>Misclassified acquisitions, {LEVEL[item]}{more}</h3>"
+        + table(cols, rows)
     )
 
 
@@ -238,15 +268,17 @@ PROVENANCE = ("bfsdata_version", "created_at", "model_run", "workspace", "policy
 
 
 def _strip_wise(m: Mapping[str, Any]) -> str:
-    tm, val = m["timing"], m.get("val")
+    tm, val, item = m["timing"], m.get("val"), _item(m)
     out = _level(
         m,
         "strip_wise",
-        [["Mean inference time (ms per strip)", _num(m["strip_wise"]["ms_per_strip"], ".3f")]],
+        [[f"Mean inference time (ms per {item})", _num(m["strip_wise"]["ms_per_strip"], ".3f")]],
     )
+    what = "one image" if item == "image" else "one acquisition (strip, run)"
     out += (
-        '<p class="note">Item: one acquisition (strip, run); rejected if any patch exceeds its '
-        f"region threshold (eq. 13). Strip time: {escape(tm['strip_basis'])}.</p>"
+        f'<p class="note">Item: {what}; rejected if any patch exceeds its region threshold '
+        f"(eq. 13: the max over its patches). {item.capitalize()} time: "
+        f"{escape(tm['strip_basis'])}.</p>"
     )
     if val is not None:
         rows = [[lv, fmt_rate(v["false_reject_rate"]), v["n_good"]] for lv, v in val.items()]
@@ -269,10 +301,11 @@ def _run_wise(m: Mapping[str, Any]) -> str:
 def _confusions(m: Mapping[str, Any]) -> str:
     levels = [
         ("patches (all regions)", m["region_wise"]["patches"]),
-        ("vials", m["region_wise"]["vial"]),
-        ("strip-wise", m["strip_wise"]),
+        ("tile columns" if _item(m) == "image" else "vials", m["region_wise"]["vial"]),
+        (LEVEL[_item(m)], m["strip_wise"]),
         ("run-wise", m["run_wise"]),
     ]
+    levels = [(n, r) for n, r in levels if r is not None]
     return "<div class='cards'>" + "".join(_confusion(n, r) for n, r in levels) + "</div>"
 
 
@@ -282,6 +315,13 @@ def _provenance(m: Mapping[str, Any]) -> str:
         ["thresholds fitted on", escape(m["fitted_on"])],
         ["judged on", escape(m["evaluated_on"])],
     ]
+    rec = m.get("provenance") or {}
+    if rec:
+        rows.append(
+            ["pipeline", escape(f"{rec.get('pipeline')} sha256 {rec.get('pipeline_sha256')}")]
+        )
+        rows += [[escape(k), f"sha256 <code>{escape(v)}</code>"] for k, v in rec["inputs"].items()]
+        rows.append(["thresholds.json", f"sha256 <code>{escape(rec['thresholds_sha256'])}</code>"])
     return table(["field", "value"], rows) + "".join(
         f'<p class="note">{escape(n)}</p>' for n in m["notes"]
     )
@@ -294,23 +334,30 @@ def render(m: Mapping[str, Any], images: Mapping[str, bytes], gallery: Sequence[
         f'<div class="card">{escape(k)}<b>{fmt_rate(v)}</b></div>' for k, v in m["headline"].items()
     )
     have_images = any(g.get("png") for g in gallery)
+    item, once = _item(m), m.get("single_run")
+    left_out = f'<p class="note">{escape(once[0].upper() + once[1:])}.</p>' if once else ""
     sections = {
-        "summary": f"<div class='cards'>{cards}</div>",
+        "summary": f"<div class='cards'>{cards}</div>{left_out}",
         "region-wise": _region_wise(m),
         "strip-wise": _strip_wise(m),
-        "run-wise": _run_wise(m),
+        "run-wise": "" if once else _run_wise(m),
         "confusion": _confusions(m),
-        "knapp": _knapp(m["knapp"], images["knapp"]),
+        "knapp": "" if once else _knapp(m["knapp"], images["knapp"]),
         "regions": "".join(img(v, k) for k, v in images.items() if k.startswith("region:")),
-        "timing": _timing(m["timing"], images.get("timing")),
-        "gallery": _gallery(gallery, have_images, m["misclassified"]["acquisitions"]),
+        "timing": _timing(m["timing"], images.get("timing"), item),
+        "gallery": _gallery(gallery, have_images, m["misclassified"]["acquisitions"], item),
         "provenance": _provenance(m),
     }
-    nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in SECTIONS)
+    shown = [
+        (k, f"Table 2 {LEVEL[item]}" if k == "strip-wise" else t)
+        for k, t in SECTIONS
+        if not (once and k in ("run-wise", "knapp"))
+    ]
+    nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in shown)
     mark = ' <span class="fail">(in-sample)</span>' if m["in_sample"] else ""
     body = "".join(
         f'<section id="{k}"><h2>{t}{mark if k != "provenance" else ""}</h2>{sections[k]}</section>'
-        for k, t in SECTIONS
+        for k, t in shown
     )
     title = escape(m["model_run"])
     meta = (
@@ -322,5 +369,21 @@ def render(m: Mapping[str, Any], images: Mapping[str, bytes], gallery: Sequence[
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>bfsdata validation '
         f"report: {title}</title><style>{CSS}</style></head><body><h1>Validation report: "
         f"{title}</h1><p class='meta'>{meta}</p>{BANNER if m['in_sample'] else ''}"
-        f"<nav>{nav}</nav>{body}</body></html>\n"
+        f"<nav>{nav}</nav>{body}{_footer(m)}</body></html>\n"
+    )
+
+
+def _footer(m: Mapping[str, Any]) -> str:
+    """Traceability on every printout: what the figures were made from, digests shortened."""
+    rec = m.get("provenance")
+    if not rec:
+        return ""
+    sha = (rec.get("pipeline_sha256") or "(no file)")[:12]
+    parts = [f"bfsdata {rec['version']}", f"pipeline {rec.get('pipeline')} {sha}"]
+    parts += [f"{k} {v[:12]}" for k, v in rec["inputs"].items()]
+    parts.append(f"thresholds.json {rec['thresholds_sha256'][:12]}")
+    return (
+        f'<footer class="meta"><hr>Made from (sha256): {escape(", ".join(parts))}. Full digests: '
+        "Provenance above and metrics.json; manifests/README.md (Traceability) leads from them "
+        "to the raw frames.</footer>"
     )

@@ -11,6 +11,10 @@ Four levels of items, each judged with its own thresholds (paper section 7.4):
   in the paper), rejected when any patch scores over its region's strip threshold (eq. 13).
 - run (Table 3): one strip over its runs, judged by `decisions.runwise` with the run thresholds.
 
+Image folders (`item` "image") are the same tables: an acquisition is one image, its patches are
+tiles (vial = tile column, region = tile row) and the strip level is per image (the max over an
+image's patches). With one run per item there is no run-wise decision and no Knapp table.
+
 Rates are `metrics.rates` dicts; an AUROC that mixes regions is taken on the item's margin
 max_r(score_r - threshold_r), the quantity whose sign decides the item.
 """
@@ -42,8 +46,24 @@ BOX = ["y0", "x0", "y1", "x1"]  # crop box in the source frame, px
 Thresholds = dict[int, float]
 
 
-def region_name(r: int) -> str:
+LEVEL = {"strip": "strip-wise", "image": "image-wise"}  # item -> name of Table 2's level
+
+
+def region_name(r: int, item: str = "strip") -> str:
+    if item == "image":
+        return f"tile row {int(r)}"
     return REGION_NAMES.get(int(r), f"R{int(r)}")
+
+
+def single_run(strips: pd.DataFrame, item: str = "strip") -> str | None:
+    """Why the run-wise and Knapp levels are left out, when every strip has one run; else None."""
+    if not (strips["runs"] == 1).all():
+        return None
+    return (
+        f"run-wise and Knapp sections left out: every {item} was inspected once (one run each), "
+        f"so there is no k-of-n runs decision and no Knapp quality factor; judge the {item}-wise "
+        "figures"
+    )
 
 
 @dataclass(frozen=True)
@@ -160,7 +180,12 @@ def _margin(M: np.ndarray, t: Thresholds) -> np.ndarray:
 
 
 def region_wise(
-    df: pd.DataFrame, t: Thresholds, regions: list[int], alpha: float, ms_per_patch: float
+    df: pd.DataFrame,
+    t: Thresholds,
+    regions: list[int],
+    alpha: float,
+    ms_per_patch: float,
+    item: str = "strip",
 ) -> dict[str, Any]:
     """Table 1: per region, all patches pooled, the vial column and each vial position."""
     lab = known(df)
@@ -169,7 +194,7 @@ def region_wise(
         g = lab[lab["region"] == r]
         d, s = g["is_defect"].to_numpy(bool), g["score"].to_numpy(float)
         out["regions"][str(r)] = {
-            "name": region_name(r),
+            "name": region_name(r, item),
             "threshold": t[r],
             **rates(d, s > t[r], alpha),
             "auroc": auroc(d, s),
@@ -327,9 +352,9 @@ def counts(scores: pd.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-def notes(kit: Kit, t1: dict, kn: dict, tm: dict) -> list[str]:
+def notes(kit: Kit, t1: dict, kn: dict | None, tm: dict, left_out: str | None = None) -> list[str]:
     """What a reader must know before trusting the figures."""
-    out = []
+    out = [left_out] if left_out else []
     if kit.in_sample:
         out.append("IN-SAMPLE: no calib strips; thresholds fitted on the test strips themselves")
     if t1["left_out"]["patches"]:
@@ -339,7 +364,7 @@ def notes(kit: Kit, t1: dict, kn: dict, tm: dict) -> list[str]:
         )
     if not known(kit.fit)["is_defect"].any():
         out.append("no annotated defective patch in the fit set: patch thresholds see good only")
-    if kn["manual_rows_outside_kit"]:
+    if kn is not None and kn["manual_rows_outside_kit"]:
         out.append(
             f"{kn['manual_rows_outside_kit']} manual Knapp rows of strips not judged here dropped"
         )

@@ -5,15 +5,22 @@ first, eighth and last frame, 3 x 5 vials x 4 regions = 60 patches per acquisiti
 acquisition per batch by default, so the per-batch time is the time per strip inspection.
 Scores are written in parts (`.parts/part-<n>.parquet`, each after its data was scored), so an
 interrupted run resumes with the parts that are missing; `scores.parquet` joins them at the end.
+
+On a dask.distributed cluster each part is one task: a worker process loads the exported model
+once (cached per process, keyed by the model files) and returns the part's scores and batch
+times; the driver writes the part files. Without a cluster the parts are scored in this process.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +28,7 @@ import pandas as pd
 
 from bfsdata import manifest, store
 from bfsdata.config import Pipeline
-from bfsdata.parallel import progress_bar
+from bfsdata.parallel import progress_bar, run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +64,7 @@ def load_scorer(run_dir: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """The exported SavedModel's `serve` endpoint: (B, P, P, 1) uint8 -> score, heatmap, ..."""
     import tensorflow as tf
 
-    path = Path(run_dir) / "export" / "saved_model"
-    if not path.exists():
-        raise ScoreError(f"{path}: no exported model; run `bfsdata train` to the end first")
-    model = tf.saved_model.load(str(path))
+    model = tf.saved_model.load(str(_model_dir(run_dir)))
 
     def serve(x: np.ndarray) -> dict[str, np.ndarray]:
         out = model.serve(tf.constant(x[..., None] if x.ndim == 3 else x))
@@ -69,47 +73,129 @@ def load_scorer(run_dir: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     return serve
 
 
+def _model_dir(run_dir: Path) -> Path:
+    path = Path(run_dir) / "export" / "saved_model"
+    if not path.exists():
+        raise ScoreError(f"{path}: no exported model; run `bfsdata train` to the end first")
+    return path
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One part file's worth of patches to score; small, so it ships to cluster workers."""
+
+    index: int
+    patch_rows: np.ndarray  # (n,) int64 store rows, in scoring order
+    store: str  # the zarr store (store.store_url)
+    run_dir: str
+    model_stamp: str  # what the exported model's files were when the part was planned
+    batch: int
+
+
 def score(
-    workspace: Path, run_dir: Path, rows: pd.DataFrame, out_dir: Path, *, batch: int = 60
+    workspace: Path,
+    run_dir: Path,
+    rows: pd.DataFrame,
+    out_dir: Path,
+    *,
+    batch: int = 60,
+    scheduler: str | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Score `rows` (store rows in column `patch`); returns rows + `score`, and the timing."""
+    """Score `rows` (store rows in column `patch`); returns rows + `score`, and the timing.
+
+    scheduler: a dask.distributed scheduler address to score on its workers; None scores here.
+    """
+    store.check_reachable(workspace, scheduler)
     out_dir = Path(out_dir)
     parts_dir = out_dir / ".parts"
-    _reset_if_stale(parts_dir, _key(rows, run_dir, batch))
-    serve = load_scorer(run_dir)
-    arr = store.ts_array(store.store_path(workspace), "patches")
+    stamp = _model_stamp(_model_dir(run_dir))
+    _reset_if_stale(parts_dir, _key(rows, stamp, batch))
     per_part = PART * batch
     n_parts = -(-len(rows) // per_part)
-    todo = [i for i in range(n_parts) if not (parts_dir / f"part-{i:05d}.parquet").exists()]
-    with progress_bar("score (patches)", len(todo) * per_part) as advance:
-        for i in todo:
-            part = rows.iloc[i * per_part : (i + 1) * per_part]
-            scores = np.empty(len(part), dtype=np.float32)
-            times: list[float] = []
-            for j in range(0, len(part), batch):
-                idx = part["patch"].to_numpy()[j : j + batch]
-                x = arr[idx].read().result()  # (b, P, P) uint8
-                t0 = time.perf_counter()
-                scores[j : j + batch] = serve(x)["score"]
-                times.append(time.perf_counter() - t0)
-                advance(len(idx))
-            # The part's batch times go beside it, so a resumed or repeated report keeps them.
-            np.save(parts_dir / f"times-{i:05d}.npy", np.asarray(times))
-            tmp = parts_dir / f".part-{i:05d}.tmp"
-            part.assign(score=scores).to_parquet(tmp, index=False)
-            tmp.replace(parts_dir / f"part-{i:05d}.parquet")
+    patch_rows = rows["patch"].to_numpy(np.int64)
+    todo = [
+        _Part(
+            i,
+            patch_rows[i * per_part : (i + 1) * per_part],
+            store.store_url(workspace),
+            os.path.abspath(run_dir),  # a worker's working folder is not ours
+            stamp,
+            batch,
+        )
+        for i in range(n_parts)
+        if not (parts_dir / f"part-{i:05d}.parquet").exists()
+    ]
+
+    def on_result(res: tuple[int, np.ndarray, np.ndarray]) -> None:
+        i, scores, times = res
+        # The part's batch times go beside it, so a resumed or repeated report keeps them.
+        np.save(parts_dir / f"times-{i:05d}.npy", times)
+        tmp = parts_dir / f".part-{i:05d}.tmp"
+        rows.iloc[i * per_part : (i + 1) * per_part].assign(score=scores).to_parquet(
+            tmp, index=False
+        )
+        tmp.replace(parts_dir / f"part-{i:05d}.parquet")
+
+    if scheduler:
+        run_tasks(
+            _score_part,
+            todo,
+            on_result,
+            scheduler=scheduler,
+            label="score (patches)",
+            weight=lambda p: len(p.patch_rows),
+        )
+    elif todo:
+        serve = load_scorer(run_dir)
+        with progress_bar("score (patches)", len(todo) * per_part) as advance:
+            for part in todo:
+                on_result(_score_part(part, serve, advance))
     frames = [pd.read_parquet(parts_dir / f"part-{i:05d}.parquet") for i in range(n_parts)]
     times = [t for i in range(n_parts) for t in np.load(parts_dir / f"times-{i:05d}.npy")]
     return pd.concat(frames, ignore_index=True), _timing(times, batch)
 
 
-def _key(rows: pd.DataFrame, run_dir: Path, batch: int) -> str:
-    """What the parts were scored from: the rows, the exported model (by its files) and batch."""
-    h = hashlib.sha256(np.ascontiguousarray(rows["patch"].to_numpy(np.int64)).tobytes())
-    for f in sorted((Path(run_dir) / "export" / "saved_model").rglob("*")):
+def _score_part(
+    part: _Part,
+    serve: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
+    advance: Callable[[int], None] = lambda n: None,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """(index, scores (n,) float32, batch times in s) of one part. Runs on a worker."""
+    serve = serve or _worker_scorer(part.run_dir, part.model_stamp)
+    arr = store.ts_array(part.store, "patches")
+    scores = np.empty(len(part.patch_rows), dtype=np.float32)
+    times = []
+    for j in range(0, len(part.patch_rows), part.batch):
+        idx = part.patch_rows[j : j + part.batch]
+        x = arr[idx].read().result()  # (b, P, P) uint8
+        t0 = time.perf_counter()
+        scores[j : j + part.batch] = serve(x)["score"]
+        times.append(time.perf_counter() - t0)
+        advance(len(idx))
+    return part.index, scores, np.asarray(times)
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_scorer(run_dir: str, model_stamp: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """One model per worker process, loaded by its first part (seconds) and kept for the rest;
+    the stamp makes a re-exported model load anew in a long-lived cluster."""
+    return load_scorer(Path(run_dir))
+
+
+def _model_stamp(model_dir: Path) -> str:
+    """The exported model's files by name, size and mtime: changes when it is re-exported."""
+    h = hashlib.sha256()
+    for f in sorted(Path(model_dir).rglob("*")):
         if f.is_file():
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _key(rows: pd.DataFrame, model_stamp: str, batch: int) -> str:
+    """What the parts were scored from: the rows, the exported model and the batch size."""
+    h = hashlib.sha256(np.ascontiguousarray(rows["patch"].to_numpy(np.int64)).tobytes())
+    h.update(model_stamp.encode())
     h.update(str(batch).encode())
     return h.hexdigest()
 
@@ -156,7 +242,7 @@ def _timing(times: list[float], batch: int) -> dict:
 def reconstruct(workspace: Path, run_dir: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """A gallery function: store rows -> x, reconstruction, heatmap, each (N, P, P) in [0, 1]."""
     serve = load_scorer(run_dir)
-    arr = store.ts_array(store.store_path(workspace), "patches")
+    arr = store.ts_array(store.store_url(workspace), "patches")
 
     def images(patch_rows: np.ndarray) -> dict[str, np.ndarray]:
         order = np.argsort(patch_rows)

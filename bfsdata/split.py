@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from bfsdata import manifest
+from bfsdata import manifest, provenance
 from bfsdata.config import SplitConfig
 from bfsdata.stats import UNSPLIT, patch_table, strip_table
 from bfsdata.workspace import write_atomic
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 KIT = ("calib", "test")
 ARGS_NAME = "splits.json"
+KIT_NAME = "test_kit.txt"  # a workspace's own test kit (image folders: test/), if it has one
 
 
 class SplitError(ValueError):
@@ -64,11 +65,16 @@ def split(
     """Assign new strips (all of them the first time) and write manifests/splits.parquet.
 
     `test_strips` names the good strips held out for the test kit (defective strips are always
-    in it, named or not); without it `cfg.test_good` good strips are drawn. `force` redraws every
+    in it, named or not); without it the workspace's manifests/test_kit.txt names them (written
+    by an image-folder ingest), else `cfg.test_good` good strips are drawn. `force` redraws every
     assignment when the arguments differ from those recorded.
     """
     ws = Path(workspace)
     notes: list[str] = []
+    own_kit = ws / "manifests" / KIT_NAME
+    if test_strips is None and own_kit.exists():
+        test_strips = read_strip_list(own_kit)
+        notes.append(f"test kit: the strips named in {own_kit} (the image folder's test/)")
     acqs = manifest.read(ws, manifest.ACQUISITIONS)
     strips = _strip_labels(ws, acqs)
     labelled = strips[strips["label"] != "unknown"].copy()
@@ -83,10 +89,17 @@ def split(
     assigned = _assign(new, kept, cfg, kit_names)
     out = pd.concat([kept[["strip", "split"]], assigned], ignore_index=True)
 
-    written = not new.empty or dropped or old.empty
+    inputs = provenance.manifest_digests(
+        ws, manifest.ACQUISITIONS, manifest.ANNOTATIONS, read={"acquisitions": acqs}
+    )
+    rec = provenance.record(None, "split", inputs, seed=cfg.seed)
+    # Same strips but changed inputs (e.g. new runs of known strips): rewritten, so that the
+    # record names the manifests the split stands on now.
+    stale = manifest.read_provenance(ws, manifest.SPLITS_SCHEMA) != rec
+    written = not new.empty or dropped or old.empty or stale
     if written:
         out["seed"] = cfg.seed
-        manifest.write(ws, manifest.SPLITS_SCHEMA, out, sort=("strip",))
+        manifest.write(ws, manifest.SPLITS_SCHEMA, out, sort=("strip",), provenance=rec)
         _write_args(ws, args)  # after the parquet: a crash between the two makes a refusal
         log.info("split: %d new strip(s) assigned, %d kept", len(new), len(kept))
 
@@ -314,6 +327,7 @@ def _calib_count(cfg: SplitConfig, stratum: str, n: int) -> int:
 def _write_args(ws: Path, args: dict[str, Any]) -> None:
     path = ws / "manifests" / ARGS_NAME
     doc = {"args": args, "written_at": pd.Timestamp.now(tz="UTC").isoformat()}
+    path.parent.mkdir(parents=True, exist_ok=True)  # with --store the parquet files are elsewhere
     write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
 
 

@@ -96,17 +96,16 @@ def stats(workspace: Path, *, sample: int = 2000, seed: int = 0) -> Stats:
         strips=strips,
         counts=counts,
         arrays=arrays,
-        store_bytes=_bytes_under(store.store_path(ws)),
+        store_bytes=store.stored_bytes(ws),
         intensity=_intensity(ws, patches, sample, seed) if has_patches else _empty(),
     )
 
 
 def strip_table(acqs: pd.DataFrame, patches: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
     """Strips, acquisitions and patches per split x label (split `-` where none is assigned)."""
-    split_of = splits.set_index("strip")["split"]
     n_patches = patches.groupby("acq").size()
     rows = acqs.assign(
-        split=acqs["strip"].map(split_of).fillna(UNSPLIT),
+        split=_split_of(acqs["strip"], splits),
         patches=acqs["acq"].map(n_patches).fillna(0).astype(int),
     )
     table = rows.groupby(["split", "label"]).agg(
@@ -115,11 +114,16 @@ def strip_table(acqs: pd.DataFrame, patches: pd.DataFrame, splits: pd.DataFrame)
     return in_split_order(table.reset_index())
 
 
+def _split_of(strips: pd.Series, splits: pd.DataFrame) -> pd.Series:
+    # object first: with no split assigned the map is all-NaN float, which a str cannot fill
+    split = strips.map(splits.set_index("strip")["split"]).astype(object)
+    return split.fillna(UNSPLIT)
+
+
 def patch_table(patches: pd.DataFrame, splits: pd.DataFrame, by: tuple[str, ...]) -> pd.DataFrame:
     """Patch counts grouped by `by`, any of split, label, region, kind."""
-    split_of = splits.set_index("strip")["split"]
     rows = patches.assign(
-        split=patches["strip"].map(split_of).fillna(UNSPLIT), region=patches["region"].astype(int)
+        split=_split_of(patches["strip"], splits), region=patches["region"].astype(int)
     )
     return in_split_order(rows.groupby(list(by)).size().rename("patches").reset_index())
 
@@ -144,18 +148,14 @@ def _array_stats(ws: Path, arr, rows: pd.Series) -> ArrayStats:
         shape=tuple(int(s) for s in arr.shape),
         dtype=str(arr.dtype),
         rows=n,
-        stored_bytes=_bytes_under(store.store_path(ws) / name / "c"),
+        stored_bytes=store.stored_bytes(ws, name, "c"),
         raw_bytes=n * per_row,
     )
 
 
-def _bytes_under(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
 def _intensity(ws: Path, patches: pd.DataFrame, sample: int, seed: int) -> pd.DataFrame:
     """Mean and standard deviation of grey levels per region over a random patch sample."""
-    arr = store.ts_array(store.store_path(ws), "patches")  # random reads: tensorstore is faster
+    arr = store.ts_array(store.store_url(ws), "patches")  # random reads: tensorstore is faster
     rows = patches[patches["patch"] < arr.shape[0]]
     if len(rows) > sample:
         rows = rows.sample(n=sample, random_state=seed)

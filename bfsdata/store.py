@@ -12,6 +12,17 @@ acquisition gives one file per acquisition (7,820 files for the paper's data, no
 makes every ingest task the only writer of its shard, so parallel writers never share a file.
 Patches are read at random by the trainer, so each patch is its own chunk; shards bundle 256 of
 them into one file (DESIGN.md section 6).
+
+Where the data lives (`--store URL`): by default the store and the manifests are in the
+workspace (`<ws>/bfsdata.zarr`, `<ws>/manifests/`). `--store` moves both to another folder or to
+an fsspec URL (s3://bucket/prefix, memory://...), which then holds `bfsdata.zarr/` and
+`manifests/` as a workspace does, so workers on several machines share one store. The workspace
+keeps pipeline.yaml, runs/, reports/ and previews/, and records the location once in
+`<ws>/store.url`; later commands find it there. Folders (plain paths, file://) work as before:
+LocalStore, tensorstore's file driver, temp file + rename. URLs go through fsspec: zarr's
+FsspecStore, zarr-python instead of tensorstore (which has no fsspec backend; its own s3 driver
+is not used, as nothing could test it offline), and one PUT per manifest (an object store shows
+the old object or the new one, never half). memory:// lives in one process: threads only.
 """
 
 from __future__ import annotations
@@ -19,9 +30,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import numpy as np
 import tensorstore as ts
 import zarr
@@ -33,21 +48,132 @@ from bfsdata.config import StoreConfig
 log = logging.getLogger(__name__)
 
 STORE_NAME = "bfsdata.zarr"
+RECORD = "store.url"  # in the workspace: the folder or URL holding its store and manifests
+MANIFESTS = "manifests"
 
 
 class StoreError(ValueError):
     """The store cannot take this data; the message says what it holds and what came."""
 
 
+def data_root(workspace: Path) -> Path | str:
+    """Where bfsdata.zarr and manifests/ live: a local folder (Path) or a URL (str)."""
+    record = Path(workspace) / RECORD
+    return _location(record.read_text().strip()) if record.is_file() else Path(workspace)
+
+
+def _location(url: str) -> Path | str:
+    """Plain paths and file:// URLs are local folders; any other URL stays a URL."""
+    url = url.removeprefix("file://")
+    return url.rstrip("/") if "://" in url else Path(url)
+
+
+def _canonical(loc: Path | str) -> str:
+    return os.path.abspath(loc) if isinstance(loc, Path) else loc
+
+
+def join(root: Path | str, *parts: str) -> Path | str:
+    return root.joinpath(*parts) if isinstance(root, Path) else "/".join([root, *parts])
+
+
+def store_url(workspace: Path) -> str:
+    """The store as tasks name it: a URL, or an absolute path (valid in any worker's folder)."""
+    return f"{_canonical(data_root(workspace))}/{STORE_NAME}"
+
+
+def check_reachable(workspace: Path, scheduler: str | None) -> None:
+    """Refuse a cluster for a store its workers cannot see (memory:// lives in this process)."""
+    url = store_url(workspace)
+    if scheduler and url.startswith("memory://"):
+        raise StoreError(
+            f"{url}: a memory:// store lives in this process, where the workers of a cluster "
+            "cannot write; run without --workers/--scheduler, or use a folder or s3:// store"
+        )
+
+
 def store_path(workspace: Path) -> Path:
-    return Path(workspace) / STORE_NAME
+    """The store's local folder, for code that needs files (tests, benchmarks)."""
+    root = data_root(workspace)
+    if not isinstance(root, Path):
+        raise StoreError(f"{workspace}: the store is at {root}, not in a local folder")
+    return root / STORE_NAME
+
+
+def filesystem(location: Path | str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem holding a path or URL, and the path inside it."""
+    try:
+        return fsspec.core.url_to_fs(str(location))
+    except ImportError as e:
+        raise StoreError(
+            f"{location}: this kind of URL needs a package that is not installed ({e}); "
+            "for s3:// run `pip install 'bfsdata[s3]'`"
+        ) from None
+    except ValueError as e:
+        raise StoreError(f"{location}: not a folder or a URL that fsspec knows ({e})") from None
+
+
+def present(location: Path | str) -> bool:
+    fs, path = filesystem(location)
+    return fs.exists(path)
+
+
+def exists(workspace: Path) -> bool:
+    return present(store_url(workspace))
+
+
+def holds_data(workspace: Path) -> bool:
+    """The store or the manifests are there, where this workspace keeps them."""
+    root = data_root(workspace)
+    return present(join(root, STORE_NAME)) or present(join(root, MANIFESTS))
+
+
+def attach(workspace: Path, url: str) -> bool:
+    """Record `url` as the workspace's store location; True if the record was written now.
+
+    Refused when the workspace keeps data elsewhere already: one workspace, one store.
+    """
+    ws = Path(workspace)
+    loc = _canonical(_location(url))
+    filesystem(loc)  # an unknown protocol or a missing package fails now, not mid-run
+    current = _canonical(data_root(ws))
+    if current == loc:
+        return False
+    if (ws / RECORD).is_file() or holds_data(ws):
+        raise StoreError(
+            f"{ws} keeps its store and manifests at {current}; --store {url} names another "
+            "place. One workspace has one store: use a new workspace for this one."
+        )
+    ws.mkdir(parents=True, exist_ok=True)
+    tmp = ws / f".{RECORD}.{os.getpid()}.tmp"
+    tmp.write_text(f"{loc}\n")
+    os.replace(tmp, ws / RECORD)
+    return True
+
+
+@contextmanager
+def attached(workspace: Path, url: str | None) -> Iterator[None]:
+    """`--store URL` for one command: recorded first, so the command (and every later one)
+    finds the data through the record; taken back if the command fails before it stored
+    anything there, so a refused first run leaves no trace."""
+    new = url is not None and attach(workspace, url)
+    try:
+        yield
+    except BaseException:
+        if new and not holds_data(workspace):
+            (Path(workspace) / RECORD).unlink(missing_ok=True)
+        raise
 
 
 def open_root(workspace: Path, mode: str = "a") -> zarr.Group:
-    path = store_path(workspace)
-    if mode == "r" and not path.exists():
-        raise StoreError(f"{path}: no store here; run `bfsdata ingest RAW` in this workspace first")
-    return zarr.open_group(str(path), mode=mode, zarr_format=3)
+    url = store_url(workspace)
+    if mode == "r" and not exists(workspace):
+        raise StoreError(f"{url}: no store here; run `bfsdata ingest RAW` in this workspace first")
+    return open_store(url, mode)
+
+
+def open_store(url: str, mode: str = "a") -> zarr.Group:
+    """The root group at `url` (from `store_url`), e.g. inside a task on a worker."""
+    return zarr.open_group(str(_location(url)), mode=mode, zarr_format=3)
 
 
 def codec(cfg: StoreConfig) -> BloscCodec:
@@ -111,7 +237,8 @@ def require_patches(root: zarr.Group, size: int, cfg: StoreConfig) -> zarr.Array
         dtype="uint8",
         compressors=codec(cfg),
         fill_value=0,
-        dimension_names=("patch", "y", "x"),
+        # not y, x: those are the frames' (another size), and xarray needs one size per name
+        dimension_names=("patch", "patch_y", "patch_x"),
     )
 
 
@@ -170,16 +297,19 @@ def remove_orphans(arr: zarr.Array, used_rows: np.ndarray) -> int:
     return len(orphans)
 
 
-def ts_array(workspace_store: Path, name: str) -> ts.TensorStore:
+def ts_array(store: Path | str, name: str) -> Any:
     """A tensorstore handle on one array of the store, opened once per process.
 
     zarr-python encodes a shard's 256 inner chunks one by one (about 1,200 patches/s here);
     tensorstore writes the same zarr v3 bytes from C++ threads (about 4,800 patches/s on 2 cores)
     and reads 4x faster. Open it inside the task that uses it (never before a fork, and after
     any resize: a handle keeps the shape it was opened with); the thread pools behind it are
-    shared per process.
+    shared per process. A store at a URL gets the same interface over zarr-python.
     """
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{workspace_store}/{name}"}}
+    loc = _location(str(store))
+    if not isinstance(loc, Path):
+        return _ZarrArray(open_store(loc, mode="r+")[name])
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{loc}/{name}"}}
     return ts.open(spec, open=True, context=_ts_context(os.getpid())).result()
 
 
@@ -188,11 +318,48 @@ def _ts_context(pid: int) -> ts.Context:
     return ts.Context()
 
 
+class _ZarrArray:
+    """What the stages use of a tensorstore handle, over zarr-python: `shape`,
+    `a[sel].read().result()` and `a[sel].write(x).result()`, with ints, slices and integer
+    arrays (orthogonal, in the order given)."""
+
+    def __init__(self, arr: zarr.Array, selection: Any = ...) -> None:
+        self._arr, self._sel, self.shape = arr, selection, arr.shape
+
+    def __getitem__(self, selection: Any) -> _ZarrArray:
+        return _ZarrArray(self._arr, selection)
+
+    def read(self) -> Future:
+        return _done(self._arr.oindex[self._sel])
+
+    def write(self, data: np.ndarray) -> Future:
+        self._arr.oindex[self._sel] = data
+        return _done(None)
+
+
+def _done(value: Any) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+def stored_bytes(workspace: Path, *parts: str) -> int:
+    """Bytes of every file (object) under the store, or under `parts` inside it."""
+    fs, path = filesystem(join(_location(store_url(workspace)), *parts))
+    return int(fs.du(path, total=True)) if fs.exists(path) else 0
+
+
+def partials(workspace: Path) -> list[str]:
+    """Temp files writers leave behind a kill: LocalStore `*.partial`, tensorstore `*.__lock`.
+    An object store has none: a PUT lands whole or not at all."""
+    root = _location(store_url(workspace))
+    if not isinstance(root, Path) or not root.exists():
+        return []
+    return [str(p) for pattern in ("*.partial", "*.__lock") for p in root.rglob(pattern)]
+
+
 def clean_partials(workspace: Path) -> int:
-    """Writers leave temp files behind a kill: LocalStore `*.partial`, tensorstore `*.__lock`."""
-    n = 0
-    for pattern in ("*.partial", "*.__lock"):
-        for p in store_path(workspace).rglob(pattern):
-            p.unlink(missing_ok=True)
-            n += 1
-    return n
+    found = partials(workspace)
+    for p in found:
+        Path(p).unlink(missing_ok=True)
+    return len(found)

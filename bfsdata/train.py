@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bfsdata import manifest, store
+from bfsdata import manifest, provenance, store
 from bfsdata.config import Pipeline
 from bfsdata.pipeline_file import pipeline_to_dict
-from bfsdata.workspace import provenance, write_atomic
+from bfsdata.workspace import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,9 @@ def train(
     if resume and ckpt is None:
         raise TrainError(f"{run_dir}: nothing to resume (no checkpoints); run without --resume")
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(run_dir, pipe)
+    inputs = provenance.manifest_digests(ws, manifest.SPLITS_SCHEMA, manifest.PATCHES)
+    rec = provenance.record(pipe, "train", inputs, seed=cfg.seed)
+    _write_config(run_dir, pipe, rec)
 
     keras.utils.set_random_seed(cfg.seed)
     opt = cfg.optim
@@ -127,7 +129,7 @@ def train(
         start_step = int(checkpoint.restore(model, ckpt)["step"])
         log.info("resuming %s at step %d", run_dir, start_step)
 
-    store_dir = store.store_path(ws)
+    store_dir = store.store_url(ws)
     aug = cfg.augment
 
     def with_aug(x: tf.Tensor, step: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -158,7 +160,7 @@ def train(
         shuffle=False,  # the stream is already shuffled, deterministically by step
         verbose=1 if sys.stderr.isatty() else 2,
     )
-    meta = {"pipeline": pipe.name, **provenance(pipe), "steps": keras_epochs * interval}
+    meta = {**rec, "steps": keras_epochs * interval}
     exported = export(model.generator, run_dir / "export", cfg.loss, meta)
     history = pd.read_csv(run_dir / "losses.csv") if (run_dir / "losses.csv").exists() else None
     return TrainSummary(
@@ -197,7 +199,7 @@ def _strategy(devices: list[str] | None):
     return tf.distribute.get_strategy()
 
 
-def _val_data(tf, store_dir: Path, val_rows: np.ndarray, opt):
+def _val_data(tf, store_dir: str, val_rows: np.ndarray, opt):
     """A fixed, seeded sample of val patches, clean in and clean out (no perturbation)."""
     if len(val_rows) == 0:
         return None
@@ -213,8 +215,8 @@ def _val_data(tf, store_dir: Path, val_rows: np.ndarray, opt):
     return eval_dataset(store_dir, rows, batch=opt.batch).map(clean)
 
 
-def _write_config(run_dir: Path, pipe: Pipeline) -> None:
-    doc = {"provenance": provenance(pipe), **pipeline_to_dict(pipe)}
+def _write_config(run_dir: Path, pipe: Pipeline, rec: dict) -> None:
+    doc = {"provenance": rec, **pipeline_to_dict(pipe)}
     write_atomic(run_dir / "config.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
 
 

@@ -2,10 +2,12 @@
 
 Checks, cheapest first: manifests readable and cross-referenced (patches name known
 acquisitions with the same strip, run and label; splits name ingested strips and keep defective
-strips out of training); every row inside its array and its shard written; array shapes and
-dtypes as the manifests say; then a recomputation, bit for bit, of the rank images and all
-patches of a sample of acquisitions (or of every one) from their frames; and orphans, shards the
-store holds for no manifest row. Each problem is one line: what, where, how many.
+strips out of training); the provenance chain (every input digest that patches, splits, runs
+and reports recorded matches that input now); every row inside its array and its shard
+written; array shapes and dtypes as the manifests say; then a recomputation, bit for bit, of
+the rank images and all patches of a sample of acquisitions (or of every one) from their
+frames; and orphans, shards the store holds for no manifest row. Each problem is one line:
+what, where, how many.
 
 A missing chunk reads back as the fill value 0, so a missing shard is found by listing the
 store, and a missing chunk inside a written shard by the recomputation.
@@ -21,7 +23,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from bfsdata import manifest, store
+from bfsdata import manifest, provenance, store
 from bfsdata.crop import cut_patches
 from bfsdata.parallel import progress_bar
 from bfsdata.rank import rank_images
@@ -55,7 +57,7 @@ def verify(workspace: Path, *, sample: int | None = 32, seed: int = 0) -> Verify
     Never raises for what it finds: the report lists it.
     """
     ws = Path(workspace)
-    if not store.store_path(ws).exists() and not (ws / "manifests").exists():
+    if not store.holds_data(ws):
         raise VerifyError(f"{ws}: no store and no manifests here; is this a workspace?")
     rep = VerifyReport(workspace=ws)
     acqs = _read(ws, manifest.ACQUISITIONS, rep)
@@ -63,12 +65,13 @@ def verify(workspace: Path, *, sample: int | None = 32, seed: int = 0) -> Verify
     splits = _read(ws, manifest.SPLITS_SCHEMA, rep)
     rep.acquisitions, rep.patches, rep.strips_split = len(acqs), len(patches), len(splits)
     _cross_check(acqs, patches, splits, rep)
-    if not store.store_path(ws).exists():
+    rep.problems += provenance.chain_problems(ws)
+    if not store.exists(ws):
         if len(acqs) or len(patches):
-            rep.problems.append(f"{store.store_path(ws)}: missing, but the manifests list data")
+            rep.problems.append(f"{store.store_url(ws)}: missing, but the manifests list data")
         return rep
     root = store.open_root(ws, mode="r")
-    partials = list(store.store_path(ws).rglob("*.partial"))
+    partials = [p for p in store.partials(ws) if p.endswith(".partial")]
     if partials:
         rep.problems.append(f"store: {len(partials)} *.partial file(s) left by a killed write")
 
@@ -79,7 +82,7 @@ def verify(workspace: Path, *, sample: int | None = 32, seed: int = 0) -> Verify
     rows_of = usable.groupby("acq").indices  # acq -> positions: one pass, not one per acq
     # tensorstore reads (about 4x zarr-python); handles opened now, after every resize.
     src = {
-        n: store.ts_array(store.store_path(ws), n)
+        n: store.ts_array(store.store_url(ws), n)
         for n in ("frames", "rank", "patches")
         if n in root
     }
@@ -151,14 +154,27 @@ def _check_acquisitions(root: zarr.Group, acqs: pd.DataFrame, rep: VerifyReport)
         return set()
     bad: set[int] = set()
     n_ranks = len(root.attrs.get("ranks", []))
-    for name in ("frames", "rank"):
+    # Image folders store frames and masks, no rank images, each image at the top left of
+    # frames sized to the largest (bfsdata.folder_image): their rows may be smaller.
+    images = "masks" in root
+    for name in ("frames", "masks") if images else ("frames", "rank"):
         if name not in root:
             rep.problems.append(f"store: array {name!r} missing; acquisitions.parquet lists data")
             return set(acqs["acq"])
         arr = root[name]
-        depth = acqs["n_frames"] if name == "frames" else pd.Series(n_ranks, index=acqs.index)
-        shape = (depth == arr.shape[1]) & (acqs["height"] == arr.shape[2])
-        shape &= (acqs["width"] == arr.shape[3]) & (acqs["dtype"] == str(arr.dtype))
+        if name == "frames":
+            shape = acqs["n_frames"] == arr.shape[1]
+        elif name == "rank":
+            shape = pd.Series(n_ranks == arr.shape[1], index=acqs.index)
+        else:
+            shape = pd.Series(True, index=acqs.index)
+        h, w = arr.shape[-2:]
+        if images:
+            shape &= (acqs["height"] <= h) & (acqs["width"] <= w)
+        else:
+            shape &= (acqs["height"] == h) & (acqs["width"] == w)
+        if name != "masks":
+            shape &= acqs["dtype"] == str(arr.dtype)
         if not shape.all():
             _problem(
                 rep,
@@ -167,7 +183,8 @@ def _check_acquisitions(root: zarr.Group, acqs: pd.DataFrame, rep: VerifyReport)
                 acqs["acq"][~shape],
             )
             bad |= set(acqs["acq"][~shape])
-        bad |= _check_rows(arr, acqs["acq"], f"acquisitions.parquet -> {name}", rep)
+        if name != "masks":  # a clean image's mask is all fill value: zarr writes no shard
+            bad |= _check_rows(arr, acqs["acq"], f"acquisitions.parquet -> {name}", rep)
         _orphans(arr, acqs["acq"].to_numpy(), rep)
     return bad
 
@@ -251,10 +268,12 @@ def _recompute(
     """Rank images and patches (`mine`, its manifest rows) of one acquisition, recomputed from
     its frames and compared bit for bit."""
     frames = src["frames"][acq].read().result()  # (F, H, W)
-    stored = src["rank"][acq].read().result()  # (R, H, W)
-    if not np.array_equal(rank_images(frames, ranks), stored):
-        rep.problems.append(f"rank: acquisition {acq} differs from its recomputed rank images")
-    rep.ranks_recomputed += 1
+    stored = None
+    if "rank" in src:  # image folders have none
+        stored = src["rank"][acq].read().result()  # (R, H, W)
+        if not np.array_equal(rank_images(frames, ranks), stored):
+            rep.problems.append(f"rank: acquisition {acq} differs from its recomputed rank images")
+        rep.ranks_recomputed += 1
     if mine.empty or settings is None:
         return
     mine = mine.sort_values("patch")
@@ -265,7 +284,7 @@ def _recompute(
         rank = 1 if kind == "rank_min" else len(frames)  # HALCON rank of the rank image
         if kind == "frame":
             image = frames[int(frame)]
-        elif rank in ranks:
+        elif stored is not None and rank in ranks:
             image = stored[ranks.index(rank)]
         else:
             rep.problems.append(f"rank: {kind} patches of acquisition {acq}, but no rank {rank}")

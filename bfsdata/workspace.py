@@ -1,10 +1,10 @@
-"""Workspace helpers shared by the stages: manifest commits, provenance, refusals."""
+"""Workspace helpers shared by the stages: manifest commits, atomic files, refusals."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from bfsdata import __version__, manifest
-from bfsdata.config import Pipeline
+from bfsdata import manifest
+from bfsdata.faults import crash_point
 from bfsdata.raw import Problem
 
 
@@ -33,8 +33,10 @@ class Committer:
         base: pd.DataFrame,
         sort: Sequence[str] = (),
         interval: float = 5.0,
+        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         self.ws, self.schema, self.sort, self.interval = ws, schema, tuple(sort), interval
+        self.provenance = provenance  # stored in every rewrite (bfsdata.provenance)
         self.frames = [base] if not base.empty else []
         self.pending: list[pd.DataFrame] = []
         self.last = time.monotonic()
@@ -51,7 +53,8 @@ class Committer:
         self.pending = []
         df = pd.concat(self.frames, ignore_index=True) if self.frames else self.schema.empty()
         self.frames = [df]
-        manifest.write(self.ws, self.schema, df, sort=self.sort)
+        crash_point(f"commit.{self.schema.name}")
+        manifest.write(self.ws, self.schema, df, sort=self.sort, provenance=self.provenance)
         self.last = time.monotonic()
         self.cost = self.last - t0
         return df
@@ -73,16 +76,6 @@ def png_bytes(img: np.ndarray, what: Path) -> bytes:
     if not ok:
         raise ValueError(f"{what}: could not encode the PNG")
     return buf.tobytes()
-
-
-def provenance(pipe: Pipeline) -> dict[str, str]:
-    """What produced an output: recorded in store attributes and reports."""
-    return {
-        "version": __version__,
-        "pipeline": pipe.name,
-        "pipeline_source": pipe.source,
-        "pipeline_sha256": pipe.sha256,
-    }
 
 
 def record_rejections(ws: Path, problems: Sequence[Problem]) -> None:

@@ -438,16 +438,19 @@ def test_missing_raw_folder(tmp_path: Path, tiny_pipe) -> None:
 # --- failures found while decoding --------------------------------------------------------------
 
 
-def _truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+def _corrupt(path: Path) -> None:
+    """Zero 16 bytes inside the pixel data: the header and the file's end are intact, so only
+    decoding finds it (a truncated file is refused with the headers, test_hostile.py)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 16] = bytes(16)
+    path.write_bytes(bytes(data))
 
 
-def test_truncated_png_fails_at_decode_and_the_rest_is_kept(
+def test_corrupt_png_fails_at_decode_and_the_rest_is_kept(
     tmp_path: Path, make_raw, tiny_pipe, read_run
 ) -> None:
     raw = make_raw(tmp_path / "raw")
-    _truncate(raw / "A1" / "run_2" / "frame_2.png")
+    _corrupt(raw / "A1" / "run_2" / "frame_2.png")
     ws = tmp_path / "ws"
     with pytest.raises(IngestError) as e:
         ingest(raw, ws, tiny_pipe, workers=2)
@@ -458,7 +461,7 @@ def test_truncated_png_fails_at_decode_and_the_rest_is_kept(
     _check_workspace(ws, raw, tiny_pipe, read_run)  # also: no shard for the bad row
     old = rows.set_index(["strip", "run"])["acq"]
 
-    make_raw(raw)  # rewrites the truncated file with its original bytes
+    make_raw(raw)  # rewrites the corrupt file with its original bytes
     s = ingest(raw, ws, tiny_pipe, workers=2)
     assert (s.already, s.ingested, s.rejected, s.total) == (3, 1, 0, 4)
     rows = manifest.read(ws, ACQUISITIONS)
@@ -471,7 +474,7 @@ def test_store_without_rows_and_another_format(
     tmp_path: Path, make_raw, tiny_pipe, read_run, snapshot
 ) -> None:
     raw = make_raw(tmp_path / "raw", strips={"A1": "good"}, runs=1)
-    _truncate(raw / "A1" / "run_1" / "frame_0.png")
+    _corrupt(raw / "A1" / "run_1" / "frame_0.png")
     ws = tmp_path / "ws"
     with pytest.raises(IngestError):
         ingest(raw, ws, tiny_pipe)  # creates the arrays, commits no row
@@ -494,7 +497,7 @@ def test_skip_bad_ingests_the_rest_and_records_each_refusal(
     _zero_bytes(raw / "A1" / "run_1")
     _rgb(raw / "B2" / "run_2")
     _stray_file(raw / "C3" / "run_1")
-    _truncate(raw / "D4" / "run_2" / "frame_0.png")  # found only at decode
+    _corrupt(raw / "D4" / "run_2" / "frame_0.png")  # found only at decode
     shutil.copytree(raw / "E5", raw / "bad strip!")
     ws = tmp_path / "ws"
     s = ingest(raw, ws, tiny_pipe, skip_bad=True, workers=2)
@@ -647,4 +650,5 @@ def test_killed_ingest_resumes_after_some_rows_were_committed(
         tmp_path, make_raw, read_run, [sys.executable, "-c", FAST_COMMITS], eight_rows
     )
     if killed:
-        assert 0 < done < 24
+        # Usually some of 24; the last commit may land between the check and the kill.
+        assert done >= 8

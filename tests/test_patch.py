@@ -605,7 +605,7 @@ def test_resume_after_a_crash_mid_run(
             calls.append(unit.first_shard)
             n = len(calls)
         if n == 3:
-            arr = store.open_root(unit.plan.store.parent)["patches"]
+            arr = store.open_store(unit.plan.store)["patches"]
             key = store.shard_key(arr, unit.first_shard)
             debris = store.store_path(ws).parent / key
             debris.parent.mkdir(parents=True, exist_ok=True)

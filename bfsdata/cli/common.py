@@ -36,11 +36,27 @@ PipelineOpt = Annotated[
     ),
 ]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", help="Local worker threads (default: all cores).")
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Start a local dask cluster of N worker processes for this command "
+        "(default: threads in this process, one per core).",
+    ),
 ]
 SchedulerOpt = Annotated[
     str | None,
-    typer.Option("--scheduler", help="Address of a dask.distributed scheduler, tcp://host:8786."),
+    typer.Option(
+        "--scheduler",
+        help="Run on an existing dask.distributed cluster: its scheduler, tcp://host:8786.",
+    ),
+]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Keep the store and manifests in this folder or fsspec URL (s3://bucket/prefix) "
+        "instead of the workspace; recorded in the workspace for later commands.",
+    ),
 ]
 
 # Errors a person can act on: shown as one message, exit code 1, no traceback.

@@ -9,6 +9,7 @@ import typer
 from bfsdata.cli.common import (
     PipelineOpt,
     SchedulerOpt,
+    StoreOpt,
     WorkersOpt,
     WorkspaceOpt,
     handle_errors,
@@ -19,6 +20,9 @@ from bfsdata.cli.common import (
 )
 from bfsdata.config import AcquisitionConfig
 from bfsdata.ingest import IngestSummary, ingest
+from bfsdata.lock import workspace_lock
+from bfsdata.parallel import cluster
+from bfsdata.store import attached
 
 
 @handle_errors
@@ -26,6 +30,14 @@ def command(
     raw: Annotated[Path, typer.Argument(help="Raw folder: <strip>/run_<r>/frame_<f>.png")],
     workspace: WorkspaceOpt = Path("."),
     pipeline: PipelineOpt = None,
+    raw_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="strips (<strip>/run_<r>/frame_<f>.png) or images (train/good, test/<defect>, "
+            "ground_truth/<defect>: one image per item; default pipeline: images).",
+        ),
+    ] = "strips",
     frames: Annotated[
         int | None, typer.Option(help="Frames per acquisition (default: pipeline, 16).")
     ] = None,
@@ -37,11 +49,19 @@ def command(
     ] = False,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Validate RAW, decode every frame once, write frames + rank images and the manifest.
 
-    Example: bfsdata ingest raw/ -w ws/ --pipeline demo
+    Example: bfsdata ingest raw/ -w ws/ --pipeline demo; bfsdata ingest --format images bottle/
     """
+    if raw_format not in ("strips", "images"):
+        raise ValueError(f"--format {raw_format!r}: expected strips or images")
+    images = raw_format == "images"
+    if images and (frames is not None or ranks is not None):
+        raise ValueError("--frames and --ranks do not apply to --format images (one frame each)")
+    if images and pipeline is None and not (Path(workspace) / "pipeline.yaml").exists():
+        pipeline = "images"
     pipe = workspace_pipeline(workspace, pipeline)
     acq = pipe.acquisition
     if frames is not None or ranks is not None:
@@ -56,8 +76,12 @@ def command(
             frames=n, ranks=rk, test_frames=tuple(f for f in acq.test_frames if f < n)
         )
         pipe = dataclasses.replace(pipe, acquisition=acq)
-    s = ingest(raw, workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
-    remember_pipeline(workspace, pipe)
+    with workspace_lock(workspace, "ingest"):
+        with attached(workspace, store), cluster(workers, scheduler) as address:
+            s = ingest(
+                raw, workspace, pipe, skip_bad=skip_bad, scheduler=address, raw_format=raw_format
+            )
+        remember_pipeline(workspace, pipe)
     print_summary(raw, s)
 
 

@@ -10,6 +10,7 @@ from bfsdata import manifest
 from bfsdata.cli.common import (
     PipelineOpt,
     SchedulerOpt,
+    StoreOpt,
     WorkersOpt,
     WorkspaceOpt,
     console,
@@ -19,8 +20,11 @@ from bfsdata.cli.common import (
     workspace_pipeline,
 )
 from bfsdata.config import KINDS
+from bfsdata.lock import workspace_lock
+from bfsdata.parallel import cluster
 from bfsdata.patch import PatchSummary, patch
 from bfsdata.preview import write_contact_sheet
+from bfsdata.store import attached
 
 
 @handle_errors
@@ -30,7 +34,7 @@ def command(
     regions: Annotated[int | None, typer.Option(help="Regions per vial (pipeline: 4).")] = None,
     vials: Annotated[int | None, typer.Option(help="Vials per strip (pipeline: 5).")] = None,
     layout: Annotated[
-        str | None, typer.Option(help="fixed (columns from the pipeline) or auto (from the data).")
+        str | None, typer.Option(help="fixed or auto (strips), grid or resize (image folders).")
     ] = None,
     frames: Annotated[
         str | None, typer.Option(help="all | first-eighth-last | comma list such as 0,7,15.")
@@ -44,6 +48,7 @@ def command(
     ] = False,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Cut vials x regions of every frame and rank image into 256x256 patches.
 
@@ -59,8 +64,10 @@ def command(
     if kinds is not None:
         pc = dataclasses.replace(pc, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
     pipe = dataclasses.replace(pipe, layout=lay, patch=pc)
-    s = patch(workspace, pipe, skip_bad=skip_bad, workers=workers, scheduler=scheduler)
-    remember_pipeline(workspace, pipe)
+    with workspace_lock(workspace, "patch"):
+        with attached(workspace, store), cluster(workers, scheduler) as address:
+            s = patch(workspace, pipe, skip_bad=skip_bad, scheduler=address)
+        remember_pipeline(workspace, pipe)
     print_summary(s)
     if preview:
         first = manifest.read(Path(workspace), manifest.PATCHES).iloc[0]  # something that was cut

@@ -6,9 +6,20 @@ from typing import Annotated
 
 import typer
 
-from bfsdata.cli.common import PipelineOpt, WorkspaceOpt, console, handle_errors, workspace_pipeline
+from bfsdata.cli.common import (
+    PipelineOpt,
+    SchedulerOpt,
+    StoreOpt,
+    WorkersOpt,
+    WorkspaceOpt,
+    console,
+    handle_errors,
+    workspace_pipeline,
+)
 from bfsdata.evaluate import evaluate, read_manual
+from bfsdata.parallel import cluster
 from bfsdata.report import ReportSummary
+from bfsdata.store import attached
 
 
 @handle_errors
@@ -26,6 +37,9 @@ def command(
         Path | None,
         typer.Option(help="CSV strip,rejections,inspections: manual Knapp results (FQV)."),
     ] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Score calib/test/val patches, fit thresholds, write metrics, thresholds and report.html.
 
@@ -34,7 +48,11 @@ def command(
     pipe = workspace_pipeline(workspace, pipeline)
     cfg = pipe.report if policy is None else dataclasses.replace(pipe.report, policy=policy)
     manual_df = read_manual(manual) if manual else None
-    print_summary(evaluate(workspace, pipe, run=run, name=name, cfg=cfg, manual=manual_df))
+    with attached(workspace, store), cluster(workers, scheduler) as address:
+        s = evaluate(
+            workspace, pipe, run=run, name=name, cfg=cfg, manual=manual_df, scheduler=address
+        )
+    print_summary(s)
 
 
 def print_summary(s: ReportSummary) -> None:
