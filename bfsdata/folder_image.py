@@ -23,7 +23,7 @@ import zarr
 from bfsdata import provenance, store
 from bfsdata.config import StoreConfig
 from bfsdata.folder import ImageAcquisition
-from bfsdata.imageio import FrameError, FrameHeader, read_header
+from bfsdata.imageio import FrameError, FrameHeader, read_bytes, read_header
 
 CLEAN, DEFECT, UNANNOTATED = 0, 1, 2  # values of the `masks` label images
 
@@ -71,10 +71,7 @@ def load(
     for path in (acq.frames[0], acq.mask):
         if path is None:
             continue
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise FrameError(path, "readable", f"cannot be read ({e.strerror})") from None
+        data = read_bytes(path)
         n_bytes += len(data)
         digests.append(hashlib.sha256(data).digest())
         if path == acq.mask:

@@ -111,6 +111,14 @@ def check_header(path: Path, h: FrameHeader) -> None:
         raise FrameError(path, "bit-depth", f"is {h.dtype}; frames must be 8- or 16-bit")
 
 
+def read_bytes(path: Path) -> bytes:
+    """A frame file's bytes, read once for both its digest and its decode."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise FrameError(path, "readable", f"cannot be read ({e.strerror})") from None
+
+
 def decode(path: Path, data: bytes, expect: FrameHeader) -> np.ndarray:
     """Decode once; the result must agree with the header checked before."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -23,7 +23,14 @@ import pandas as pd
 from bfsdata import folder, folder_image, manifest, provenance, store
 from bfsdata.config import Pipeline
 from bfsdata.faults import crash_point
-from bfsdata.imageio import FrameError, FrameHeader, check_header, decode, read_header
+from bfsdata.imageio import (
+    FrameError,
+    FrameHeader,
+    check_header,
+    decode,
+    read_bytes,
+    read_header,
+)
 from bfsdata.parallel import default_workers, run_tasks
 from bfsdata.rank import rank_images
 from bfsdata.raw import Acquisition, Problem, scan_raw
@@ -251,10 +258,7 @@ def _ingest_one(task: _Task) -> dict | Problem:
     n_bytes = 0
     try:
         for i, path in enumerate(acq.frames):
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                raise FrameError(path, "readable", f"cannot be read ({e.strerror})") from None
+            data = read_bytes(path)
             n_bytes += len(data)
             digests.append(hashlib.sha256(data).digest())
             stack[i] = decode(path, data, hdr)
