@@ -19,7 +19,6 @@ from bfsdata.cli.common import (
     remember_pipeline,
     workspace_pipeline,
 )
-from bfsdata.evaluate import evaluate
 from bfsdata.ingest import ingest
 from bfsdata.parallel import cluster
 from bfsdata.patch import patch
@@ -70,6 +69,8 @@ def command(
     console.print(f"[bold]preview[/] {sheet}")
     split_cli.print_summary(split(ws, pipe.split))
     train_cli.print_summary(train(ws, pipe, name="demo"))
+    from bfsdata.evaluate import evaluate  # heavy (matplotlib, scipy): see cli/report.py
+
     report_cli.print_summary(evaluate(ws, pipe, run="demo"))
     console.print(f"[bold]open[/] {(ws / 'reports' / 'demo' / 'report.html').resolve()}")
 

@@ -6,7 +6,6 @@ from typing import Annotated
 import typer
 
 from bfsdata.cli.common import PipelineOpt, WorkspaceOpt, console, handle_errors, workspace_pipeline
-from bfsdata.infer import infer
 
 
 @handle_errors
@@ -29,6 +28,8 @@ def command(
     pipe = workspace_pipeline(workspace, pipeline)
     ws = Path(workspace)
     thresholds = ws / "reports" / (report or run) / "thresholds.json"
+    from bfsdata.infer import infer  # heavy (scipy): see cli/report.py
+
     s = infer(acquisitions, ws / "runs" / run, thresholds, pipe, out or ws / "infer" / run)
     console.print(f"[bold]infer[/] {len(s.acquisitions)} acquisition(s) -> {s.out_dir}")
     for r in s.acquisitions.itertuples(index=False):

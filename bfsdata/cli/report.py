@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,10 +16,11 @@ from bfsdata.cli.common import (
     handle_errors,
     workspace_pipeline,
 )
-from bfsdata.evaluate import evaluate, read_manual
 from bfsdata.parallel import cluster
-from bfsdata.report import ReportSummary
 from bfsdata.store import attached
+
+if TYPE_CHECKING:
+    from bfsdata.report import ReportSummary
 
 
 @handle_errors
@@ -47,6 +48,10 @@ def command(
     """
     pipe = workspace_pipeline(workspace, pipeline)
     cfg = pipe.report if policy is None else dataclasses.replace(pipe.report, policy=policy)
+    # Here, not at the top: evaluate pulls in matplotlib and scipy (1.4 s), which every other
+    # command would pay at start-up through the CLI's imports.
+    from bfsdata.evaluate import evaluate, read_manual
+
     manual_df = read_manual(manual) if manual else None
     with attached(workspace, store), cluster(workers, scheduler) as address:
         s = evaluate(
