@@ -59,7 +59,7 @@ def load_pipeline(name_or_path: str | Path) -> Pipeline:
 def _parse(path: Path, raw: bytes) -> Any:
     """The YAML document ({} for an empty file); any failure is one line naming the file."""
     try:
-        data = yaml.safe_load(raw)
+        data = yaml.load(raw, Loader=_UniqueKeyLoader)  # a SafeLoader: builds no objects
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -70,6 +70,22 @@ def _parse(path: Path, raw: bytes) -> Any:
     except (yaml.YAMLError, ValueError, RecursionError) as e:
         raise ConfigError(f"{path}: not valid YAML ({_one_line(str(e))})") from None
     return {} if data is None else data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently: a pipeline with `lr:` twice would train with whichever came second)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _one_line(text: str) -> str:

@@ -269,6 +269,10 @@ def pipeline_sections_disagree(raw: Path) -> Path:
     return _pipeline(raw, "  size: 64", "  size: 60")  # 3 model stages need a multiple of 8
 
 
+def pipeline_duplicate_key(raw: Path) -> Path:
+    return _pipeline(raw, "  clevel: 5", "  clevel: 5\n  clevel: 9")
+
+
 def pipeline_not_yaml(raw: Path) -> Path:
     return _pipeline(raw, "name: demo", "name: [demo")
 
@@ -329,6 +333,7 @@ CASES = [
     Case(pipeline_wrong_type, "acquisition.frames", pipeline=True, fatal=True),
     Case(pipeline_not_finite, "report.slot_ms", pipeline=True, fatal=True),
     Case(pipeline_sections_disagree, "patch.size", pipeline=True, fatal=True),
+    Case(pipeline_duplicate_key, "key 'clevel' given twice", pipeline=True, fatal=True),
     Case(pipeline_not_yaml, "not valid YAML", pipeline=True, fatal=True),
 ]
 
