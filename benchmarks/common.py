@@ -10,7 +10,10 @@ from pathlib import Path
 
 from bfsdata.synth import SynthConfig, synth
 
-OUT = Path(os.environ.get("BFSDATA_BENCH_OUT", "bench-out"))
+# The repository's bench-out/ wherever the script is started from (it is git-ignored there).
+OUT = Path(
+    os.environ.get("BFSDATA_BENCH_OUT", Path(__file__).resolve().parent.parent / "bench-out")
+)
 
 
 def raw_folder(strips: int, runs: int = 10, height: int = 1024, width: int = 1280) -> Path:
