@@ -30,7 +30,7 @@ import pandas as pd
 from bfsdata import manifest, store
 from bfsdata.config import IMAGE_LAYOUTS, LayoutConfig
 from bfsdata.imageio import FrameError, FrameHeader, read_header
-from bfsdata.raw import STRIP_RE, Acquisition, Problem, RawScan, _entries
+from bfsdata.raw import STRIP_RE, Acquisition, Problem, RawScan, list_folder
 from bfsdata.split import KIT_NAME
 from bfsdata.workspace import write_atomic
 
@@ -58,7 +58,7 @@ def scan_images(root: Path) -> RawScan:
     if not root.is_dir():
         scan.problems.append(Problem(str(root), "raw-folder", "is not a folder", fatal=True))
         return scan
-    for p in _entries(root, scan) or []:
+    for p in list_folder(root, scan) or []:
         if p.name not in PARTS or not p.is_dir():
             scan.problems.append(
                 Problem(
@@ -121,7 +121,7 @@ def _class_folders(part: Path, scan: RawScan) -> list[Path]:
     if not part.is_dir():
         return []
     out = []
-    for p in _entries(part, scan) or []:
+    for p in list_folder(part, scan) or []:
         if not p.is_dir():
             scan.problems.append(
                 Problem(str(p), "images-layout", f"unexpected file; {LAYOUT_RULE}")
@@ -139,7 +139,7 @@ def _class_folders(part: Path, scan: RawScan) -> list[Path]:
 
 def _files(folder: Path, pattern: re.Pattern, what: str, scan: RawScan) -> list[Path]:
     out = []
-    for f in _entries(folder, scan) or []:
+    for f in list_folder(folder, scan) or []:
         if f.is_file() and pattern.match(f.name):
             out.append(f)
         else:

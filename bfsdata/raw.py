@@ -1,4 +1,4 @@
-"""Discover acquisitions in a raw folder and read their labels (DESIGN.md section 1).
+"""Discover acquisitions in a raw folder and apply their labels (DESIGN.md section 1).
 
 Only names and headers are looked at here; pixels are decoded once, later, by ingest. Every
 broken rule becomes a `Problem` that names the file and the rule, so ingest can refuse the whole
@@ -7,9 +7,7 @@ folder before writing anything or, with `--skip-bad`, skip just what is broken.
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import os
 import re
 import stat
@@ -18,14 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from bfsdata.labels_csv import STRIP_RE, read_labels_csv
+from bfsdata.problems import Problem
+
+LABEL_DIRS = ("good", "defect")
 # ASCII only, anchored with \Z (`$` also matches before a trailing newline): `\d` would take
 # "run_\u0662" (an Arabic-Indic 2) for run 2, and an unbounded index could not be read by int().
-STRIP_RE = re.compile(r"^[A-Za-z0-9_-]+\Z")
 RUN_RE = re.compile(r"^run_([0-9]{1,9})\Z")
 FRAME_RE = re.compile(r"^frame_([0-9]{1,9})\.(png|tif|tiff)\Z", re.IGNORECASE | re.ASCII)
-LABEL_DIRS = ("good", "defect")
-VIALS, REGIONS = 5, 4  # annotation ranges of the BFS layout (vial 1..5, region 0..3)
-LABEL_COLUMNS = ("strip", "label", "defect", "vial", "region")  # of labels.csv
 
 
 @dataclass(frozen=True)
@@ -35,42 +33,6 @@ class Acquisition:
     label: str
     folder: Path
     frames: tuple[Path, ...]  # in frame-index order
-
-
-@dataclass(frozen=True)
-class Problem:
-    source: str  # file or folder
-    rule: str
-    message: str
-    strip: str | None = None
-    run: int | None = None
-    fatal: bool = False  # nothing can be ingested, even with --skip-bad
-
-    def __post_init__(self) -> None:
-        for name in ("source", "message", "strip"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, printable(getattr(self, name)))
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.message} [rule: {self.rule}]"
-
-
-def printable(text: str) -> str:
-    """Text as one line that a terminal and parquet take: undecodable bytes and control
-    characters as \\xNN.
-
-    File names are bytes on Linux; those that are not UTF-8 reach Python as lone surrogates
-    (PEP 383), which printing or writing to parquet refuses with a traceback, and a newline in
-    a name would break the one-line message.
-    """
-    try:
-        data = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no file name decodes to
-        data = text.encode("utf-8", "backslashreplace")
-    return data.decode("utf-8", "backslashreplace").translate(_CONTROL)
-
-
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 
 
 @dataclass
@@ -143,13 +105,13 @@ def _is_utf8(text: str) -> bool:
 
 
 def _top_level(raw: Path, scan: RawScan) -> tuple[list[tuple[Path, str]], pd.DataFrame | None]:
-    entries = _entries(raw, scan, fatal=True) or []
+    entries = list_folder(raw, scan, fatal=True) or []
     kinds = {p: _kind(p, scan) for p in entries}
     labels_csv = raw / "labels.csv"
     labels = None
     if kinds.get(labels_csv) == "file":
         scan.label_source = "labels.csv"
-        labels = read_labels_csv(labels_csv, scan)
+        labels = read_labels_csv(labels_csv, scan.problems)
     elif any(kinds.get(raw / d) == "dir" for d in LABEL_DIRS):
         scan.label_source = "folders"
     strip_dirs: list[tuple[Path, str]] = []
@@ -173,7 +135,7 @@ def _top_level(raw: Path, scan: RawScan) -> tuple[list[tuple[Path, str]], pd.Dat
             if p.name in LABEL_DIRS:
                 strip_dirs += [
                     (s, p.name)
-                    for s in _entries(p, scan) or []
+                    for s in list_folder(p, scan) or []
                     if _is_strip_dir(s, _kind(s, scan), scan)
                 ]
             else:
@@ -190,7 +152,7 @@ def _top_level(raw: Path, scan: RawScan) -> tuple[list[tuple[Path, str]], pd.Dat
     return strip_dirs, labels
 
 
-def _entries(
+def list_folder(
     folder: Path,
     scan: RawScan,
     strip: str | None = None,
@@ -265,7 +227,7 @@ def _is_strip_dir(p: Path, kind: str | None, scan: RawScan) -> bool:
 def _scan_strip(strip_dir: Path, label: str, n_frames: int, scan: RawScan) -> list[Acquisition]:
     strip = strip_dir.name
     out = []
-    entries = _entries(strip_dir, scan, strip)
+    entries = list_folder(strip_dir, scan, strip)
     for run_dir in entries or []:
         m = RUN_RE.match(run_dir.name)
         run = int(m.group(1)) if m else None
@@ -291,7 +253,7 @@ def _scan_strip(strip_dir: Path, label: str, n_frames: int, scan: RawScan) -> li
 
 
 def _scan_run(run_dir: Path, strip: str, run: int, n_frames: int, scan: RawScan):
-    entries = _entries(run_dir, scan, strip, run)
+    entries = list_folder(run_dir, scan, strip, run)
     if entries is None:
         return None
     by_index: dict[int, Path] = {}
@@ -354,121 +316,6 @@ def _scan_run(run_dir: Path, strip: str, run: int, n_frames: int, scan: RawScan)
 
 def _ranges(idx: list[int]) -> str:
     return ", ".join(map(str, idx[:8])) + (" ..." if len(idx) > 8 else "")
-
-
-def read_labels_csv(path: Path, scan: RawScan) -> pd.DataFrame | None:
-    """Rows of labels.csv as strip,label,defect,vial,region; problems go into `scan`.
-
-    A broken file (unreadable, not UTF-8, not CSV, a bad header) is fatal: no label can be
-    trusted. A broken row is a problem of its strip only.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        scan.problems.append(
-            Problem(str(path), "labels-csv", f"cannot be read ({e.strerror})", fatal=True)
-        )
-        return None
-    except UnicodeDecodeError as e:
-        scan.problems.append(
-            Problem(
-                str(path),
-                "labels-csv",
-                f"is not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8 CSV",
-                fatal=True,
-            )
-        )
-        return None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows = []
-    try:
-        header = [h.strip() for h in next(reader, [])]
-        wrong = _header_problem(header)
-        if wrong:
-            scan.problems.append(Problem(str(path), "labels-csv", wrong, fatal=True))
-            return None
-        for fields in reader:
-            where = f"{path}:{reader.line_num}"
-            if not any(f.strip() for f in fields):
-                continue  # a blank line, or one of empty cells as spreadsheets write them
-            if len(fields) > len(header):
-                scan.problems.append(
-                    Problem(
-                        where,
-                        "labels-csv",
-                        f"has {len(fields)} fields; the header names {len(header)}",
-                    )
-                )
-                continue
-            cells = dict(zip(header, (f.strip() for f in fields), strict=False))  # short: empty
-            row = _label_row(cells, where, scan)
-            if row is not None:
-                rows.append(row)
-    except csv.Error as e:
-        scan.problems.append(
-            Problem(
-                f"{path}:{reader.line_num}", "labels-csv", f"is not valid CSV ({e})", fatal=True
-            )
-        )
-        return None
-    return pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
-
-
-def _header_problem(header: list[str]) -> str | None:
-    missing = [c for c in ("strip", "label") if c not in header]
-    unknown = [c for c in header if c not in LABEL_COLUMNS]
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if missing:
-        return (
-            f"missing column(s) {', '.join(missing)}; "
-            "expected header strip,label[,defect,vial,region]"
-        )
-    if unknown:
-        return (
-            f"unknown column(s) {', '.join(c or '(no name)' for c in unknown)}; "
-            "known: strip,label,defect,vial,region"
-        )
-    if repeated:
-        return f"column(s) {', '.join(repeated)} appear more than once in the header"
-    return None
-
-
-def _label_row(rec: dict[str, str], where: str, scan: RawScan) -> dict | None:
-    strip, label = rec.get("strip", ""), rec.get("label", "")
-    if not STRIP_RE.match(strip):
-        scan.problems.append(
-            Problem(where, "labels-csv", f"strip {strip!r} must match [A-Za-z0-9_-]+")
-        )
-        return None
-    if label not in ("good", "defect"):
-        scan.problems.append(
-            Problem(where, "labels-csv", f"label {label!r} must be good or defect", strip)
-        )
-        return None
-    row = {
-        "strip": strip,
-        "label": label,
-        "defect": rec.get("defect") or None,
-        "vial": None,
-        "region": None,
-    }
-    for col, hi, lo in (("vial", VIALS, 1), ("region", REGIONS - 1, 0)):
-        v = rec.get(col, "")
-        if not v:
-            continue
-        # isascii: "²" and "٢" are digits to str.isdigit; int() reads the second, not the first
-        if not (v.isascii() and v.isdigit() and len(v) < 10) or not lo <= int(v) <= hi:
-            scan.problems.append(
-                Problem(where, "labels-csv", f"{col} {v!r} must be {lo}..{hi}", strip)
-            )
-            return None
-        row[col] = int(v)
-    if label == "good" and (row["defect"] or row["vial"] is not None or row["region"] is not None):
-        scan.problems.append(
-            Problem(where, "labels-csv", "a good strip cannot carry a defect/vial/region", strip)
-        )
-        return None
-    return row
 
 
 def _apply_labels_csv(path: Path, labels: pd.DataFrame, scan: RawScan) -> None:

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from bfsdata.config import ConfigError, Pipeline
 from bfsdata.ingest import IngestError
+from bfsdata.labels_csv import LABEL_COLUMNS, REGIONS, STRIP_RE, VIALS
 from bfsdata.pipeline_file import PIPELINES_DIR, load_pipeline, pipeline_to_dict
-from bfsdata.raw import LABEL_COLUMNS, REGIONS, STRIP_RE, VIALS, scan_raw
+from bfsdata.raw import scan_raw
 
 FUZZ = settings(
     max_examples=100,

@@ -33,7 +33,7 @@ from cli_helpers import invoke, ok, refused
 from bfsdata import manifest
 from bfsdata.manifest import ACQUISITIONS, REJECTED
 from bfsdata.pipeline_file import PIPELINES_DIR
-from bfsdata.raw import printable
+from bfsdata.problems import printable
 
 STRIPS = {"A1": "good", "B2": "defect"}
 RUNS, FRAMES, SHAPE = 2, 4, (32, 40)
