@@ -33,7 +33,6 @@ CHILD = textwrap.dedent(
     """
     import json, sys, time
     t0 = time.perf_counter()
-    import distributed  # dask imports it at the first compute: a start-up cost, not stage work
     from bfsdata.ingest import ingest
     from bfsdata.patch import patch
     from bfsdata.pipeline_file import load_pipeline
