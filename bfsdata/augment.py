@@ -1,8 +1,9 @@
 """Training augmentation: the paper's geometric augmentation, then the Perlin perturbation P_q.
 
-Batched and stateless, in TensorFlow but for the resampling (OpenCV, see below): every random draw comes from `tf.random.stateless_*`
-(Philox, fixed rather than auto-selected) keyed by (seed, step), so the batch of step k is
-augmented identically whether training runs straight through or resumes at step k.
+Batched and stateless, in TensorFlow but for the resampling (OpenCV, see below): every random
+draw comes from `tf.random.stateless_*` (Philox, fixed rather than auto-selected) keyed by
+(seed, step), so the batch of step k is augmented identically whether training runs straight
+through or resumes at step k.
 
 Shapes: B patches per batch, P patch side, c = (P - 1) / 2 the patch centre.
 `x` is (B, P, P, 1) float32 in [0, 1]; every output is (B, P, P, 1) float32.

@@ -235,11 +235,10 @@ def _cut(folder: Path, pipe: Pipeline, frames_wanted: list[int] | None):
     reg = register(rank_images(stack, [n])[0], geo)
     test = list(frames_wanted or pipe.acquisition.test_frames)
     flat = reg.boxes.reshape(-1, 4)
+    p = pipe.patch
+    shift = reg.shift if p.subpixel else (0.0, 0.0)
     patches = np.concatenate(
-        [
-            cut_patches(stack[f], flat, pipe.patch.size, pipe.patch.resize, pipe.patch.input_bits)
-            for f in test
-        ]
+        [cut_patches(stack[f], flat, p.size, p.resize, p.input_bits, shift) for f in test]
     )
     # sha256 as in acquisitions.parquet: the same run folder ingested shows the same digest.
     sha = provenance.frames_sha256(hashlib.sha256(d).digest() for d in data)

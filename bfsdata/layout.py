@@ -46,6 +46,16 @@ class Registration:
     dx: float  # px, found strip centre minus nominal
     boxes: np.ndarray  # (V, R, 4) int: (y0, x0, y1, x1), end-exclusive
 
+    @property
+    def shift(self) -> tuple[float, float]:
+        """(fy, fx): the offset's sub-pixel remainder that the whole-pixel boxes leave out."""
+        return subpixel(self.dy, self.dx)
+
+
+def subpixel(dy: float, dx: float) -> tuple[float, float]:
+    """What `boxes_at` rounds away: (dy - round(dy), dx - round(dx)), each in [-0.5, 0.5]."""
+    return float(dy - round(dy)), float(dx - round(dx))
+
 
 def scale_layout(layout: LayoutConfig, height: int, width: int) -> Geometry:
     """Scale the reference-size layout to `height` x `width`; refuse what does not fit."""

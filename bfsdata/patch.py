@@ -67,6 +67,7 @@ class _Plan:
     input_bits: int
     shard: int
     tiling: Tiling | None = None  # image folders: a grid or the whole image, no registration
+    subpixel: bool = False  # strips: crops follow the offset's sub-pixel remainder
 
     @property
     def cells(self) -> tuple[int, int]:
@@ -222,6 +223,7 @@ def _make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> _Plan:
         resize=pipe.patch.resize,
         input_bits=pipe.patch.input_bits,
         shard=pipe.store.patch_shard,
+        subpixel=pipe.patch.subpixel,
     )
 
 
@@ -269,6 +271,8 @@ def _check_settings(arr, plan: _Plan, pipe: Pipeline) -> None:
         "resize": plan.resize,
         "input_bits": plan.input_bits,
     }
+    if plan.subpixel:  # recorded only when on, so workspaces cut before it existed still match
+        settings["subpixel"] = True
     old = arr.attrs.get("settings")
     if old == settings:
         return  # a re-run rewrites nothing, not even the array's metadata
@@ -364,6 +368,7 @@ def _cut_acquisition(src: dict, job: _Job, plan: _Plan) -> tuple[np.ndarray, pd.
         rank = src["rank"][job.acq].read().result()  # (R, H, W)
         reg = register(rank[plan.rank_index["rank_max"]], plan.geo)
     boxes = reg.boxes.reshape(-1, 4)  # (V * R, 4), vial-major
+    shift = reg.shift if plan.subpixel else (0.0, 0.0)
     images = plan.images
     frames = None
     if "frame" in plan.kinds:
@@ -372,7 +377,9 @@ def _cut_acquisition(src: dict, job: _Job, plan: _Plan) -> tuple[np.ndarray, pd.
     n = len(boxes)
     for i, (kind, f) in enumerate(images):
         img = frames[plan.frames.index(f)] if kind == "frame" else rank[plan.rank_index[kind]]
-        out[i * n : (i + 1) * n] = cut_patches(img, boxes, plan.size, plan.resize, plan.input_bits)
+        out[i * n : (i + 1) * n] = cut_patches(
+            img, boxes, plan.size, plan.resize, plan.input_bits, shift
+        )
 
     n_vials, n_regions = reg.boxes.shape[:2]
     vial = np.tile(np.repeat(np.arange(1, n_vials + 1), n_regions), len(images))

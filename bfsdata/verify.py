@@ -25,6 +25,7 @@ import zarr
 
 from bfsdata import manifest, provenance, store
 from bfsdata.crop import cut_patches
+from bfsdata.layout import subpixel
 from bfsdata.parallel import progress_bar
 from bfsdata.rank import rank_images
 
@@ -290,7 +291,11 @@ def _recompute(
             rep.problems.append(f"rank: {kind} patches of acquisition {acq}, but no rank {rank}")
             continue
         boxes = group[["y0", "x0", "y1", "x1"]].to_numpy()
-        want = cut_patches(image, boxes, size, settings["resize"], int(settings["input_bits"]))
+        first = group.iloc[0]
+        shift = subpixel(first["dy"], first["dx"]) if settings.get("subpixel") else (0.0, 0.0)
+        want = cut_patches(
+            image, boxes, size, settings["resize"], int(settings["input_bits"]), shift
+        )
         same = (want == have[mine.index.get_indexer(group.index)]).all(axis=(1, 2))
         differ.extend(group["patch"][~same].tolist())
     rep.patches_recomputed += len(mine)

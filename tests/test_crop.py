@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from subpixel_crop import expected_crop
 
 from bfsdata.crop import cut_patches, to_uint8
 
@@ -143,3 +144,58 @@ def test_16_bit_patches_are_resized_first_then_converted(bits: int, size: int) -
     method = cv2.INTER_AREA if size < 32 else cv2.INTER_LINEAR
     resized = cv2.resize(img[8:40, 8:40], (size, size), interpolation=method)  # uint16
     np.testing.assert_array_equal(got[0], _rule(resized, bits))
+
+
+# --- sub-pixel shift --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("box", "size", "resize", "tol"),
+    [
+        ((10, 20, 40, 50), 32, "auto", 0.6),  # 30 -> 32: one bilinear warp
+        ((10, 20, 58, 68), 32, "auto", 1.0),  # 48 -> 32: shifted, then INTER_AREA
+        ((10, 20, 42, 52), 32, "auto", 0.6),  # 32 = 32: the shift alone
+        ((10, 20, 42, 52), 16, "native", 0.6),  # 16 px around the centre, shifted
+    ],
+)
+@pytest.mark.parametrize("shift", [(0.3, -0.45), (-0.5, 0.5), (0.02, 0.0)])
+def test_shifted_cut_samples_the_moved_box(box, size, resize, tol, shift) -> None:
+    img = cv2.GaussianBlur(_noise((100, 120)), (0, 0), 1.0)
+    img[40:, 60:] = 250  # a sharp edge inside every box
+    got = cut_patches(img, np.array([box]), size, resize, shift=shift)[0]
+    if resize == "native":
+        cy, cx = (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+        box = (cy - size // 2, cx - size // 2, cy + size // 2, cx + size // 2)
+    want = expected_crop(img, box, size, shift)
+    assert np.abs(got - want).max() <= tol
+
+
+def test_shift_follows_a_product_moved_by_a_fraction_of_a_pixel() -> None:
+    """The same smooth product drawn at (0, 0) and moved by (+0.3, -0.4) px: cut with that
+    shift, the patches agree far better than whole-pixel cuts do."""
+    yy, xx = np.mgrid[0:80, 0:80].astype(np.float64)
+
+    def product(dy: float, dx: float) -> np.ndarray:
+        y, x = yy - dy, xx - dx
+        edge = 1 / (1 + np.exp(-(x - 40) / 1.5))  # a wall
+        blob = np.exp(-((y - 30) ** 2 + (x - 25) ** 2) / 30)  # a mark
+        return np.round(40 + 170 * edge + 60 * blob).astype(np.uint8)
+
+    box = np.array([(10, 10, 70, 70)])
+    still = cut_patches(product(0, 0), box, 64)[0].astype(int)
+    moved = product(0.3, -0.4)
+    whole = cut_patches(moved, box, 64)[0].astype(int)
+    sub = cut_patches(moved, box, 64, shift=(0.3, -0.4))[0].astype(int)
+    assert np.abs(sub - still).mean() < np.abs(whole - still).mean() / 3
+    assert np.abs(sub - still).max() <= 3
+
+
+def test_shifted_rank_order_survives() -> None:
+    """min <= frame <= max, pixel by pixel, holds for patches cut with the same shift."""
+    frames = np.stack([cv2.GaussianBlur(_noise((60, 70), seed=s), (0, 0), 1.5) for s in range(5)])
+    lo, hi = frames.min(axis=0), frames.max(axis=0)
+    boxes = np.array([(5, 5, 35, 35), (10, 8, 58, 56)])  # enlarged and shrunk
+    cut = [cut_patches(img, boxes, 32, shift=(-0.37, 0.21)).astype(int) for img in (lo, hi)]
+    for img in frames:
+        mid = cut_patches(img, boxes, 32, shift=(-0.37, 0.21)).astype(int)
+        assert (cut[0] <= mid + 1).all() and (mid <= cut[1] + 1).all()

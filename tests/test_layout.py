@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from bfsdata.config import ConfigError, LayoutConfig
-from bfsdata.layout import Geometry, RegistrationError, boxes_at, register, scale_layout
+from bfsdata.layout import (
+    Geometry,
+    RegistrationError,
+    boxes_at,
+    register,
+    scale_layout,
+    subpixel,
+)
 
 H, W = 128, 160
 STRIP = (16.0, 20.0, 112.0, 140.0)  # (y0, x0, y1, x1) nominal strip, px
@@ -243,3 +250,13 @@ def test_registered_acquisitions_get_boxes_of_identical_size() -> None:
     ]
     for s in sizes:
         np.testing.assert_array_equal(s, sizes[0])
+
+
+def test_subpixel_is_what_boxes_at_rounds_away() -> None:
+    geo = _geo()
+    for dy, dx in ((2.4, -1.6), (-0.5, 0.5), (3.0, -7.0)):
+        fy, fx = subpixel(dy, dx)
+        assert abs(fy) <= 0.5 and abs(fx) <= 0.5
+        start = boxes_at(geo, dy, dx)[..., :2] + [fy, fx]  # where each window really starts
+        moved = start - boxes_at(geo, 0, 0)[..., :2]  # (V, R, 2)
+        np.testing.assert_allclose(moved, np.broadcast_to([dy, dx], moved.shape), atol=1e-9)

@@ -1,0 +1,32 @@
+"""What a sub-pixel crop should be, written independently of `bfsdata.crop`: bilinear samples
+(scipy) on INTER_LINEAR's pixel-centre grid, border repeated; shrinking windows are sampled at
+their own size and then INTER_AREA resized."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.ndimage import map_coordinates
+
+
+def expected_crop(
+    img: np.ndarray, box: tuple[int, int, int, int], size: int, shift: tuple[float, float]
+) -> np.ndarray:
+    """(size, size) float64, before any rounding or 16-bit rule."""
+    y0, x0, y1, x1 = (int(v) for v in box)
+    fy, fx = shift
+    h, w = y1 - y0, x1 - x0
+    shrink = h >= size and w >= size and (h, w) != (size, size)
+    n_y, n_x = (h, w) if shrink else (size, size)
+    ys = y0 + fy + (np.arange(n_y) + 0.5) * h / n_y - 0.5
+    xs = x0 + fx + (np.arange(n_x) + 0.5) * w / n_x - 0.5
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    out = map_coordinates(img.astype(np.float64), [yy, xx], order=1, mode="nearest")
+    if shrink:
+        out = cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def row_shift(row) -> tuple[float, float]:
+    """The sub-pixel remainder of a manifest row's registration offset."""
+    return row.dy - round(row.dy), row.dx - round(row.dx)
