@@ -4,12 +4,13 @@ End to end: read frames and rank images from the store, register, crop, resize, 
 write patches. In memory: register, crop and resize on numpy arrays, same threads, no store.
 Targets on 2 cores: >= 5,000 patches/s, and end to end within 2x of in memory.
 
-    python benchmarks/patch.py [--strips 2] [--workers 2]
+    python benchmarks/patch.py [--strips 2] [--workers 2] [--whole-pixel]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +31,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--strips", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--whole-pixel", action="store_true", help="patch.subpixel off")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     cv2.setNumThreads(1)
     pipe = load_pipeline("bfs-5vial")
+    if args.whole_pixel:
+        pipe = dataclasses.replace(pipe, patch=dataclasses.replace(pipe.patch, subpixel=False))
 
     ws = OUT / f"ws-patch-{args.strips}"
     if not (ws / "manifests" / "acquisitions.parquet").exists():
@@ -51,10 +55,11 @@ def main() -> None:
     geo = scale_layout(pipe.layout, frames.shape[2], frames.shape[3])
 
     def in_memory(a: int) -> int:
-        boxes = register(rank[a, 1], geo).boxes.reshape(-1, 4)
+        reg = register(rank[a, 1], geo)
+        boxes, shift = reg.boxes.reshape(-1, 4), reg.shift if pipe.patch.subpixel else (0, 0)
         n = 0
         for img in (*frames[a], *rank[a]):
-            n += len(cut_patches(img, boxes, pipe.patch.size, pipe.patch.resize))
+            n += len(cut_patches(img, boxes, pipe.patch.size, pipe.patch.resize, shift=shift))
         return n
 
     with timer() as t_mem, ThreadPoolExecutor(args.workers) as pool:
