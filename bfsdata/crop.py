@@ -12,8 +12,8 @@ native window is sampled by one bilinear warp on the same pixel-centre grid as I
 resizing; a shrunk one is shifted bilinearly, then INTER_AREA resized. Bilinear weights are the
 same for a frame and its rank images, so rank_min <= frame <= rank_max survives (to rounding).
 
-Cost, 240 -> 256 px: the warp takes 166 us where a resize takes 55 (patch end to end about 3,700
-against 4,700 patches/s on 2 cores; `patch.subpixel: false` for the whole-pixel cut). Shifting
+Cost, 240 -> 256 px: the warp takes 166 us where a resize takes 55 (patch end to end 2,500-3,900
+against 4,500-5,100 patches/s on 2 cores; `patch.subpixel: false` for the whole-pixel cut). Shifting
 the image once and then resizing is as cheap as the whole-pixel cut, but its second
 interpolation blurs: on the demo (1/4 scale, 1-3 px defects) strip-wise accuracy was 0.54 against
 0.74 (one run each), so one interpolation per window it is.

@@ -74,7 +74,9 @@ def test_serve_matches_the_keras_generator(saved, generator, patches: np.ndarray
         assert heat.min() >= 0.0 and heat.max() <= 1.0
         np.testing.assert_allclose(heat.max(axis=(1, 2, 3)), 1.0, atol=1e-6)  # min-max per patch
         np.testing.assert_allclose(heat, np.asarray(losses.heatmap(x, want)), atol=1e-4)
-    np.testing.assert_allclose(out_u8["score"], out_f["score"], atol=1e-6)
+    # uint8 in: the serving graph's x / 255 may be rewritten as x * (1 / 255) and round the last
+    # bit the other way; SSIM's ratios of sums carry that to ~1e-6 (measured 1.01e-6 once)
+    np.testing.assert_allclose(out_u8["score"], out_f["score"], atol=1e-5)
 
 
 def test_endpoints_are_signatures_for_the_cpp_api(saved, patches: np.ndarray) -> None:
