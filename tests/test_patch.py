@@ -356,7 +356,8 @@ def test_defect_here_marks_the_annotated_cells(raw, tmp_path: Path) -> None:
 def test_16_bit_input_gives_uint8_patches_by_the_rule(tmp_path: Path) -> None:
     _synth(tmp_path / "raw", strips=1, runs=1, bit_depth=16)
     ws = tmp_path / "ws"
-    pipe = dataclasses.replace(_pipe(), patch=PatchConfig(size=16))  # 30 -> 16 px: INTER_AREA
+    # 30 -> 16 px: INTER_AREA; whole-pixel boxes, so the rule is checked exactly
+    pipe = dataclasses.replace(_pipe(), patch=PatchConfig(size=16, subpixel=False))
     ingest(tmp_path / "raw", ws, pipe, workers=1)
     patch(ws, pipe, workers=1)
     assert manifest.read(ws, manifest.ACQUISITIONS)["dtype"].tolist() == ["uint16"]
@@ -364,9 +365,9 @@ def test_16_bit_input_gives_uint8_patches_by_the_rule(tmp_path: Path) -> None:
     assert root["frames"].dtype == np.uint16 and root["patches"].dtype == np.uint8
     arr, src = root["patches"][:], _Sources(root)
     for row in _rows(ws).itertuples(index=False):
-        box = (row.y0, row.x0, row.y1, row.x1)
-        resized = expected_crop(src(row), box, 16, row_shift(row))  # uint16 scale, INTER_AREA
-        _close(arr[row.patch], resized * 255 / 65535, tol=1.0, msg=str(row))
+        crop = src(row)[row.y0 : row.y1, row.x0 : row.x1]
+        resized = cv2.resize(crop, (16, 16), interpolation=cv2.INTER_AREA)  # uint16
+        np.testing.assert_array_equal(arr[row.patch], _rule(resized, 16))
 
 
 def test_12_bit_input_in_16_bit_files_uses_input_bits(raw, read_run, tmp_path: Path) -> None:
@@ -383,17 +384,17 @@ def test_12_bit_input_in_16_bit_files_uses_input_bits(raw, read_run, tmp_path: P
     ws8, ws12 = tmp_path / "ws8", tmp_path / "ws12"
     shutil.copytree(raw[0] / "S0000", tmp_path / "raw8" / "S0000")
     ingest(tmp_path / "raw8", ws8, _pipe(), workers=1)
-    patch(ws8, _pipe(), workers=1)
+    patch(ws8, _pipe(subpixel=False), workers=1)  # whole-pixel boxes: the rule checked exactly
     ingest(tmp_path / "raw", ws12, _pipe(), workers=1)
-    patch(ws12, _pipe(input_bits=12), workers=1)
+    patch(ws12, _pipe(input_bits=12, subpixel=False), workers=1)
 
     root = store.open_root(ws12, mode="r")
     assert root["frames"].dtype == np.uint16
     arr, src = root["patches"][:], _Sources(root)
     for row in _rows(ws12).itertuples(index=False):
-        box = (row.y0, row.x0, row.y1, row.x1)
-        resized = expected_crop(src(row), box, SIZE, row_shift(row))
-        _close(arr[row.patch], resized * 255 / 4095, tol=1.0, msg=str(row))
+        crop = src(row)[row.y0 : row.y1, row.x0 : row.x1]
+        resized = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(arr[row.patch], _rule(resized, 12))
     a, b = _by_key(ws8), _by_key(ws12)
     assert a.keys() == b.keys()
     for k in a:
@@ -486,7 +487,7 @@ def test_changed_settings_are_refused(done: Path, snapshot, change, what) -> Non
 
 def test_another_patch_size_is_refused(done: Path) -> None:
     with pytest.raises(store.StoreError, match=r"holds uint8 32x32 patches .* asks for 16x16"):
-        patch(done, _pipe() if False else dataclasses.replace(_pipe(), patch=PatchConfig(size=16)))
+        patch(done, dataclasses.replace(_pipe(), patch=PatchConfig(size=16)))
 
 
 def test_patch_without_ingest_says_to_run_ingest(tmp_path: Path) -> None:
