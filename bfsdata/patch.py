@@ -1,11 +1,12 @@
 """`bfsdata patch`: cut vials x regions of every frame and rank image into the patch store.
 
-Decide, then act: the driver checks the layout against the ingested image size, finds the
-acquisitions not yet patched, and plans tasks of a few acquisitions, each owning a range of
-whole shards (DESIGN.md section 6: nobody else ever writes into them). A task deletes its shards
-first (debris of a killed run), registers each acquisition on its max rank image, cuts the same
-boxes from every selected frame and rank image, and writes full shards as they fill. The
-manifest is committed from finished tasks only, so it never points at a patch that is not there.
+Decide, then act: the driver takes its plan from `patch_plan` (the layout checked against the
+ingested image size, the settings against the store), finds the acquisitions not yet patched, and
+plans tasks of a few acquisitions, each owning a range of whole shards (DESIGN.md section 6: nobody
+else ever writes into them). A task deletes its shards first (debris of a killed run), registers
+each acquisition on its max rank image, cuts the same boxes from every selected frame and rank
+image, and writes full shards as they fill. The manifest is committed from finished tasks only, so
+it never points at a patch that is not there.
 Image folders (layout.mode grid or resize) take their boxes from `bfsdata.grid` instead of a
 registration, and `defect_here` from their masks.
 """
@@ -13,7 +14,6 @@ registration, and `defect_here` from their masks.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,21 +23,19 @@ import numpy as np
 import pandas as pd
 
 from bfsdata import manifest, provenance, store
-from bfsdata.config import IMAGE_LAYOUTS, Pipeline, parse_frames
+from bfsdata.config import Pipeline
 from bfsdata.crop import cut_patches
 from bfsdata.faults import crash_point
 from bfsdata.folder_image import mask_cells
-from bfsdata.grid import Tiling, TilingError, plan_tiling
-from bfsdata.layout import Geometry, Registration, RegistrationError, register, scale_layout
+from bfsdata.layout import Registration, RegistrationError, register
 from bfsdata.parallel import run_tasks
+from bfsdata.patch_plan import PatchError, Plan, check_settings, make_plan
 from bfsdata.raw import Problem
 from bfsdata.workspace import Committer, record_rejections
 
 log = logging.getLogger(__name__)
 
-
-class PatchError(ValueError):
-    """The workspace or the layout cannot be patched; the message says what to do."""
+__all__ = ["PatchError", "PatchSummary", "patch"]
 
 
 @dataclass(frozen=True)
@@ -54,40 +52,6 @@ class PatchSummary:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """Everything a task needs besides its acquisitions; small, so it ships to workers."""
-
-    store: str  # store.store_url
-    geo: Geometry | None  # strips; None for image folders
-    frames: tuple[int, ...]  # frame indices to cut
-    kinds: tuple[str, ...]
-    rank_index: dict[str, int]  # kind -> index in the rank array
-    size: int
-    resize: str
-    input_bits: int
-    shard: int
-    tiling: Tiling | None = None  # image folders: a grid or the whole image, no registration
-    subpixel: bool = False  # strips: crops follow the offset's sub-pixel remainder
-
-    @property
-    def cells(self) -> tuple[int, int]:
-        """(vials, regions) of an acquisition; of an image folder, tile columns and rows."""
-        if self.tiling is not None:
-            return self.tiling.cells
-        return len(self.geo.columns), len(self.geo.bands)
-
-    @property
-    def images(self) -> list[tuple[str, int]]:
-        """(kind, frame) of every image cut, in row order: frames first, then rank images."""
-        out = [("frame", f) for f in self.frames] if "frame" in self.kinds else []
-        return out + [(k, -1) for k in ("rank_min", "rank_max") if k in self.kinds]
-
-    @property
-    def per_acquisition(self) -> int:
-        return len(self.images) * self.cells[0] * self.cells[1]
-
-
-@dataclass(frozen=True)
 class _Job:
     acq: int
     strip: str
@@ -101,7 +65,7 @@ class _Job:
 
 @dataclass(frozen=True)
 class _Unit:
-    plan: _Plan
+    plan: Plan
     first_shard: int
     n_shards: int
     jobs: tuple[_Job, ...]
@@ -122,9 +86,9 @@ def patch(
     if acqs.empty:
         raise PatchError(f"{ws}: no ingested acquisitions; run `bfsdata ingest RAW -w {ws}` first")
     root = store.open_root(ws)
-    plan = _make_plan(ws, pipe, root, acqs)
+    plan = make_plan(ws, pipe, root, acqs)
     arr = store.require_patches(root, plan.size, pipe.store)
-    _check_settings(arr, plan, pipe)
+    check_settings(arr, plan, pipe)
 
     done = manifest.read(ws, manifest.PATCHES)
     store.clean_partials(ws)
@@ -193,99 +157,6 @@ def patch(
     return summary
 
 
-def _make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> _Plan:
-    if pipe.layout.mode in IMAGE_LAYOUTS:
-        return _image_plan(ws, pipe, root, acqs)
-    h, w = int(acqs["height"].iloc[0]), int(acqs["width"].iloc[0])
-    try:
-        geo = scale_layout(pipe.layout, h, w)
-    except RegistrationError as e:
-        raise PatchError(str(e)) from None
-    ranks = [int(r) for r in root.attrs.get("ranks", [])]
-    n_frames = int(acqs["n_frames"].iloc[0])
-    rank_index = {}
-    for kind, r in (("rank_min", 1), ("rank_max", n_frames)):
-        if r in ranks:
-            rank_index[kind] = ranks.index(r)
-        elif kind in pipe.patch.kinds:
-            raise PatchError(f"{kind} patches need rank {r}, but ingest computed ranks {ranks}")
-    if "rank_max" not in rank_index:
-        raise PatchError(
-            f"registration needs the max rank image (rank {n_frames}); ingest computed {ranks}"
-        )
-    return _Plan(
-        store=store.store_url(ws),
-        geo=geo,
-        frames=parse_frames(pipe.patch.frames, n_frames),
-        kinds=pipe.patch.kinds,
-        rank_index=rank_index,
-        size=pipe.patch.size,
-        resize=pipe.patch.resize,
-        input_bits=pipe.patch.input_bits,
-        shard=pipe.store.patch_shard,
-        subpixel=pipe.patch.subpixel,
-    )
-
-
-def _image_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> _Plan:
-    """Image folders: boxes from the layout's grid (or the whole image), frames only."""
-    if "masks" not in root:
-        raise PatchError(
-            f"layout.mode {pipe.layout.mode} cuts image folders, but {ws} holds strips; use the "
-            "pipeline the workspace was ingested with"
-        )
-    if tuple(pipe.patch.kinds) != ("frame",):
-        raise PatchError(
-            f"patch.kinds {list(pipe.patch.kinds)}: image folders have no rank images; "
-            "use patch.kinds [frame]"
-        )
-    try:
-        tiling = plan_tiling(pipe.layout, acqs)
-    except TilingError as e:
-        raise PatchError(f"{manifest.path_of(ws, manifest.ACQUISITIONS)}: {e}") from None
-    return _Plan(
-        store=store.store_url(ws),
-        geo=None,
-        frames=parse_frames(pipe.patch.frames, int(acqs["n_frames"].max())),
-        kinds=("frame",),
-        rank_index={},
-        size=pipe.patch.size,
-        resize=pipe.patch.resize,
-        input_bits=pipe.patch.input_bits,
-        shard=pipe.store.patch_shard,
-        tiling=tiling,
-    )
-
-
-def _check_settings(arr, plan: _Plan, pipe: Pipeline) -> None:
-    """One workspace, one patch definition: refuse to mix patches cut in different ways."""
-    layout = dataclasses.asdict(pipe.layout)
-    if plan.tiling is None:  # strips: recorded as before tiles existed, so old stores match
-        del layout["tile"], layout["stride"]
-    settings = {
-        "frames": list(plan.frames),
-        "kinds": list(plan.kinds),
-        "vials": plan.cells[0],
-        "regions": plan.cells[1],
-        "layout": json.loads(json.dumps(layout)),
-        "resize": plan.resize,
-        "input_bits": plan.input_bits,
-    }
-    if plan.subpixel:  # recorded only when on, so workspaces cut before it existed still match
-        settings["subpixel"] = True
-    old = arr.attrs.get("settings")
-    if old == settings:
-        return  # a re-run rewrites nothing, not even the array's metadata
-    if old is not None:
-        changed = sorted(k for k in settings if old.get(k) != settings[k])
-        raise PatchError(
-            f"this workspace was patched with other settings ({', '.join(changed)} differ); "
-            "patches of one workspace must be cut one way. Use a new workspace, or the "
-            "original pipeline and options."
-        )
-    arr.attrs.update({"settings": settings, "bfsdata": provenance.record(pipe, "patch")})
-
-
 def _jobs(pending: pd.DataFrame, ann: pd.DataFrame) -> list[_Job]:
     by_strip = {s: g for s, g in ann.groupby("strip")} if not ann.empty else {}
     jobs = []
@@ -306,7 +177,7 @@ def _jobs(pending: pd.DataFrame, ann: pd.DataFrame) -> list[_Job]:
     return jobs
 
 
-def _units(plan: _Plan, jobs: list[_Job], used: set[int], per_task: int) -> list[_Unit]:
+def _units(plan: Plan, jobs: list[_Job], used: set[int], per_task: int) -> list[_Unit]:
     """Group jobs into tasks, each owning a run of whole free shards (first fit)."""
     units, cursor = [], 0
     for i in range(0, len(jobs), per_task):
@@ -358,7 +229,7 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
     return out, problems
 
 
-def _cut_acquisition(src: dict, job: _Job, plan: _Plan) -> tuple[np.ndarray, pd.DataFrame]:
+def _cut_acquisition(src: dict, job: _Job, plan: Plan) -> tuple[np.ndarray, pd.DataFrame]:
     """All patches of one acquisition, (n, P, P) uint8, and their manifest rows."""
     if plan.tiling is not None:  # image folder: boxes from the layout, defects from the mask
         reg = Registration(0.0, 0.0, plan.tiling.boxes(job.height, job.width))
