@@ -55,11 +55,11 @@ def main() -> None:
     geo = scale_layout(pipe.layout, frames.shape[2], frames.shape[3])
 
     def in_memory(a: int) -> int:
-        reg = register(rank[a, 1], geo)
-        boxes, shift = reg.boxes.reshape(-1, 4), reg.shift if pipe.patch.subpixel else (0, 0)
+        reg = register(rank[a, 1], geo, pipe.patch.rotation)
+        boxes, warp = reg.boxes.reshape(-1, 4), reg.warp(pipe.patch.subpixel)
         n = 0
         for img in (*frames[a], *rank[a]):
-            n += len(cut_patches(img, boxes, pipe.patch.size, pipe.patch.resize, shift=shift))
+            n += len(cut_patches(img, boxes, pipe.patch.size, pipe.patch.resize, **warp))
         return n
 
     with timer() as t_mem, ThreadPoolExecutor(args.workers) as pool:

@@ -123,6 +123,7 @@ class PatchConfig:
     kinds: tuple[str, ...] = KINDS  # which images are cut
     input_bits: int = 0  # significant bits of 16-bit input (e.g. 12); 0 = the dtype's full range
     subpixel: bool = True  # crops follow the registration's sub-pixel remainder (crop.py)
+    rotation: bool = True  # registration measures the strip's tilt; windows follow it (layout.py)
     acq_per_task: int = 8  # acquisitions per parallel task (memory: ~1 acquisition per worker)
 
     def __post_init__(self) -> None:

@@ -4,13 +4,15 @@ Resizing: `auto` uses INTER_AREA when a box is shrunk (it averages, no aliasing)
 INTER_LINEAR when it is enlarged; `native` cuts `size` x `size` pixels around the box centre
 with no resampling at all.
 
-Sub-pixel shift: boxes are whole pixels, registration is not. `shift` = (fy, fx), the offset's
-remainder in [-0.5, 0.5], moves every window by that fraction, so a region's crop lands on the
-same point of the product in every run (measured at 1/4 scale: half-pixel jumps of the strip's
-edges were the largest good-patch 1 - SSIM in R0, R1 and R3). With a shift, an enlarged or
-native window is sampled by one bilinear warp on the same pixel-centre grid as INTER_LINEAR
-resizing; a shrunk one is shifted bilinearly, then INTER_AREA resized. Bilinear weights are the
-same for a frame and its rank images, so rank_min <= frame <= rank_max survives (to rounding).
+Sub-pixel shift and rotation: boxes are whole pixels, registration is not. `shift` = (fy, fx),
+the window offset's remainder in [-0.5, 0.5] (one pair for all boxes, or one per box), moves a
+window by that fraction, and `angle` turns it about its centre with the strip (layout.py), so a
+region's crop lands on the same point of the product in every run (measured at 1/4 scale:
+half-pixel jumps of the strip's edges were the largest good-patch 1 - SSIM in R0, R1 and R3).
+Then an enlarged or native window is sampled by one bilinear warp on the same pixel-centre grid
+as INTER_LINEAR resizing; a shrunk one is warped bilinearly at its own size, then INTER_AREA
+resized. Bilinear weights are the same for a frame and its rank images, so
+rank_min <= frame <= rank_max survives (to rounding).
 
 Cost, 240 -> 256 px: the warp takes 166 us where a resize takes 55 (patch end to end 2,500-3,900
 against 4,500-5,100 patches/s on 2 cores; `patch.subpixel: false` for the whole-pixel cut). Shifting
@@ -37,13 +39,16 @@ def cut_patches(
     size: int,
     resize: str = "auto",
     input_bits: int = 0,
-    shift: tuple[float, float] = (0.0, 0.0),
+    shift: tuple[float, float] | np.ndarray = (0.0, 0.0),
+    angle: float = 0.0,
 ) -> np.ndarray:
     """(H, W) uint8/uint16 image, (N, 4) boxes (y0, x0, y1, x1) -> (N, size, size) uint8.
 
-    shift: (fy, fx) px added to every box's origin, |fy|, |fx| <= 0.5 (see the module docstring).
+    shift: (fy, fx) px added to a box's origin, |fy|, |fx| <= 0.5: one pair, or (N, 2), one per
+    box; angle: degrees counter-clockwise on screen about each window's centre (module docstring).
     """
     out = np.empty((len(boxes), size, size), dtype=np.uint8)
+    shifts = np.broadcast_to(np.asarray(shift, dtype=np.float64), (len(boxes), 2))
     for i, (y0, x0, y1, x1) in enumerate(boxes):
         if resize == "native":
             cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
@@ -55,7 +60,8 @@ def cut_patches(
                     f"{image.shape[0]}x{image.shape[1]} image; use patch.resize: auto"
                 )
         box = (y0, x0, y1, x1)
-        crop = _shifted(image, box, size, shift) if any(shift) else image[y0:y1, x0:x1]
+        warp = angle != 0.0 or shifts[i].any()
+        crop = _warped(image, box, size, shifts[i], angle) if warp else image[y0:y1, x0:x1]
         if crop.shape != (size, size):
             shrink = crop.shape[0] >= size and crop.shape[1] >= size
             crop = cv2.resize(
@@ -65,18 +71,29 @@ def cut_patches(
     return out
 
 
-def _shifted(
-    image: np.ndarray, box: tuple[int, int, int, int], size: int, shift: tuple[float, float]
+def _warped(
+    image: np.ndarray,
+    box: tuple[int, int, int, int],
+    size: int,
+    shift: np.ndarray,
+    angle: float,
 ) -> np.ndarray:
-    """The box moved by `shift`: (size, size) when it is enlarged or native, else its own size
-    (then INTER_AREA resized by the caller). Pixel centres map as in INTER_LINEAR resizing."""
+    """The box moved by `shift` and turned by `angle` about its centre: (size, size) when it is
+    enlarged or native, else its own size (then INTER_AREA resized by the caller). Pixel centres
+    map as in INTER_LINEAR resizing."""
     y0, x0, y1, x1 = box
     fy, fx = shift
     h, w = y1 - y0, x1 - x0
     shrink = h >= size and w >= size and (h, w) != (size, size)  # as cut_patches decides
     out_h, out_w = (h, w) if shrink else (size, size)
     sy, sx = h / out_h, w / out_w
-    m = np.array([[sx, 0.0, x0 + fx + sx / 2 - 0.5], [0.0, sy, y0 + fy + sy / 2 - 0.5]])
+    # Output pixel (u, v) -> source: c + A (S (u, v) + b - c), with b the unrotated grid's origin,
+    # c the window centre and A the rotation of cv2.getRotationMatrix2D (image axes, y down).
+    b = np.array([x0 + fx + sx / 2 - 0.5, y0 + fy + sy / 2 - 0.5])
+    c = np.array([x0 + fx + w / 2 - 0.5, y0 + fy + h / 2 - 0.5])
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    a = np.array([[cos, sin], [-sin, cos]])
+    m = np.hstack([a * [sx, sy], (c + a @ (b - c))[:, None]])
     return cv2.warpAffine(
         image,
         m,

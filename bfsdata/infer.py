@@ -232,17 +232,17 @@ def _cut(folder: Path, pipe: Pipeline, frames_wanted: list[int] | None):
     except FrameError as e:
         raise InferError(str(e)) from None
     geo = scale_layout(pipe.layout, header.height, header.width)
-    reg = register(rank_images(stack, [n])[0], geo)
+    p = pipe.patch
+    reg = register(rank_images(stack, [n])[0], geo, p.rotation)
     test = list(frames_wanted or pipe.acquisition.test_frames)
     flat = reg.boxes.reshape(-1, 4)
-    p = pipe.patch
-    shift = reg.shift if p.subpixel else (0.0, 0.0)
+    warp = reg.warp(p.subpixel)
     patches = np.concatenate(
-        [cut_patches(stack[f], flat, p.size, p.resize, p.input_bits, shift) for f in test]
+        [cut_patches(stack[f], flat, p.size, p.resize, p.input_bits, **warp) for f in test]
     )
     # sha256 as in acquisitions.parquet: the same run folder ingested shows the same digest.
     sha = provenance.frames_sha256(hashlib.sha256(d).digest() for d in data)
-    meta = {"frames": test, "dy": reg.dy, "dx": reg.dx, "sha256": sha}
+    meta = {"frames": test, "dy": reg.dy, "dx": reg.dx, "angle": reg.angle, "sha256": sha}
     return stack[test], reg.boxes, patches, meta
 
 
@@ -262,7 +262,12 @@ def _cut_image(path: Path, pipe: Pipeline, th: dict):
     p = pipe.patch
     patches = cut_patches(img, boxes.reshape(-1, 4), p.size, p.resize, p.input_bits)
     sha = provenance.frames_sha256([hashlib.sha256(path.read_bytes()).digest()])
-    return img[None], boxes, patches, {"frames": [0], "dy": 0.0, "dx": 0.0, "sha256": sha}
+    return (
+        img[None],
+        boxes,
+        patches,
+        {"frames": [0], "dy": 0.0, "dx": 0.0, "angle": 0.0, "sha256": sha},
+    )
 
 
 def _order(frames: list[int], n_v: int, n_r: int) -> list[tuple[int, int, int]]:

@@ -5,11 +5,25 @@ run, so each acquisition is registered: the strip's outline is found in the inte
 of its max rank image (moving liquid vanishes there, the plastic stays) and every crop box is
 shifted by the offset. The same boxes then serve all frames and rank images of the acquisition.
 
+Rotation: a re-grip also tilts the strip a little. At 0.3 degrees the outer vials of a 1,200 px
+strip move up or down by 3 px against the centre, and on the demo data the good-strip 1 - SSIM of
+R0, R1 and R3 followed |angle| (correlation 0.82-0.90): the tilt was the largest normal
+variation left. So registration also measures the tilt, from the top (cut) edge of the flag in
+two column slabs per vial (a robust line fit: the median of the pairwise slopes, so a flag-cut
+notch in one slab does not tilt the answer), and every window follows its own centre:
+
+    image point = R(angle) (p - c) + c + (dx, dy)     for a nominal point p,
+
+with c the nominal strip centre and R the rotation of cv2.getRotationMatrix2D (counter-clockwise
+on screen for angle > 0). A window's offset is that displacement of its centre; its box is the
+nominal box moved by the rounded offset, and the crop (`crop.cut_patches`) samples the remainder
+and the rotation about the window centre.
+
 Limits of registration (documented in the README): the background must be clearly darker (or,
-with `background: bright`, brighter) than the plastic over the strip's rows and columns; all
-vials must be in view; rotation is not corrected (at 0.3 degrees the far vial edges move by a
-few pixels, which the crops tolerate); a strip that is wider or narrower than the layout by more
-than `max_size_error`, or shifted by more than `max_shift`, is refused rather than cropped wrong.
+with `background: bright`, brighter) than the plastic over the strip's rows and columns, and
+above the strip's top edge; all vials must be in view; a strip that is wider or narrower than
+the layout by more than `max_size_error`, or shifted (rotation included, at any window) by more
+than `max_shift`, is refused rather than cropped wrong.
 """
 
 from __future__ import annotations
@@ -45,16 +59,27 @@ class Registration:
     dy: float  # px, found strip top minus nominal
     dx: float  # px, found strip centre minus nominal
     boxes: np.ndarray  # (V, R, 4) int: (y0, x0, y1, x1), end-exclusive
+    angle: float = 0.0  # degrees, counter-clockwise on screen, about the nominal strip centre
+    offsets: np.ndarray | None = None  # (V, R, 2) (dy, dx) of each window's centre; None: (dy, dx)
 
     @property
-    def shift(self) -> tuple[float, float]:
-        """(fy, fx): the offset's sub-pixel remainder that the whole-pixel boxes leave out."""
-        return subpixel(self.dy, self.dx)
+    def flat_offsets(self) -> np.ndarray:
+        """(V * R, 2) (dy, dx) per window, vial-major like `boxes.reshape(-1, 4)`."""
+        if self.offsets is None:
+            return np.tile([self.dy, self.dx], (self.boxes.shape[0] * self.boxes.shape[1], 1))
+        return self.offsets.reshape(-1, 2)
+
+    def warp(self, exact: bool) -> dict:
+        """`crop.cut_patches` keywords that make the whole-pixel boxes follow the product: each
+        window's sub-pixel remainder and the strip's angle; none when `exact` is off
+        (`patch.subpixel: false`: the boxes are cut as they are)."""
+        return {"shift": subpixel(self.flat_offsets), "angle": self.angle} if exact else {}
 
 
-def subpixel(dy: float, dx: float) -> tuple[float, float]:
-    """What `boxes_at` rounds away: (dy - round(dy), dx - round(dx)), each in [-0.5, 0.5]."""
-    return float(dy - round(dy)), float(dx - round(dx))
+def subpixel(offsets: np.ndarray) -> np.ndarray:
+    """What `boxes_at` rounds away: offset - round(offset), each in [-0.5, 0.5]."""
+    offsets = np.asarray(offsets, dtype=np.float64)
+    return offsets - np.round(offsets)
 
 
 def scale_layout(layout: LayoutConfig, height: int, width: int) -> Geometry:
@@ -88,24 +113,54 @@ def scale_layout(layout: LayoutConfig, height: int, width: int) -> Geometry:
 
 
 def boxes_at(
-    geo: Geometry, dy: float, dx: float, columns: tuple[tuple[float, float], ...] | None = None
+    geo: Geometry,
+    dy: float | np.ndarray,
+    dx: float | np.ndarray,
+    columns: tuple[tuple[float, float], ...] | None = None,
 ) -> np.ndarray:
-    """(V, R, 4) integer crop boxes for a strip offset by (dy, dx).
+    """(V, R, 4) integer crop boxes for a strip offset by (dy, dx): scalars, or (V, R) arrays of
+    per-window offsets (`window_offsets`).
 
-    The offset is rounded once and added to rounded nominal boxes, so every acquisition's crop of
+    Each offset is rounded and added to the rounded nominal box, so every acquisition's crop of
     one region has the same size (no one-pixel jitter between runs).
     """
     cols = columns if columns is not None else geo.columns
-    iy, ix = round(dy), round(dx)
-    out = np.empty((len(cols), len(geo.bands), 4), dtype=np.int64)
+    shape = (len(cols), len(geo.bands))
+    iy = np.round(np.broadcast_to(dy, shape)).astype(np.int64)
+    ix = np.round(np.broadcast_to(dx, shape)).astype(np.int64)
+    out = np.empty((*shape, 4), dtype=np.int64)
     for v, (cx0, cx1) in enumerate(cols):
         for r, (by0, by1) in enumerate(geo.bands):
-            out[v, r] = (round(by0) + iy, round(cx0) + ix, round(by1) + iy, round(cx1) + ix)
+            out[v, r] = (round(by0), round(cx0), round(by1), round(cx1))
+    out += np.stack([iy, ix, iy, ix], axis=-1)
     return out
 
 
-def register(image: np.ndarray, geo: Geometry) -> Registration:
-    """Find the strip in a (H, W) image (the max rank image) and return its crop boxes."""
+def window_offsets(
+    geo: Geometry,
+    dy: float,
+    dx: float,
+    angle: float,
+    columns: tuple[tuple[float, float], ...] | None = None,
+) -> np.ndarray:
+    """(V, R, 2) (dy, dx) that moves each window's nominal centre onto the product, for a strip
+    offset by (dy, dx) and rotated by `angle` degrees about its nominal centre."""
+    cols = columns if columns is not None else geo.columns
+    y0, x0, y1, x1 = geo.strip_box
+    qx = np.array([(a + b) / 2 for a, b in cols])[:, None] - (x0 + x1) / 2  # (V, 1)
+    qy = np.array([(a + b) / 2 for a, b in geo.bands])[None, :] - (y0 + y1) / 2  # (1, R)
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    oy = -sin * qx + (cos - 1.0) * qy + dy
+    ox = (cos - 1.0) * qx + sin * qy + dx
+    return np.stack(np.broadcast_arrays(oy, ox), axis=-1)
+
+
+def register(image: np.ndarray, geo: Geometry, rotation: bool = True) -> Registration:
+    """Find the strip in a (H, W) image (the max rank image) and return its crop boxes.
+
+    rotation: also measure the strip's tilt and let every window follow it (module docstring);
+    False: one offset for all windows, as before rotation was measured.
+    """
     img = image.astype(np.float32)
     if geo.bright_background:
         img = img.max() - img
@@ -132,12 +187,72 @@ def register(image: np.ndarray, geo: Geometry) -> Registration:
             f"{m:.0f} px (layout.max_shift): the product is not where the layout expects it"
         )
     columns = _find_columns(col, geo, dx) if geo.auto else None
-    boxes = boxes_at(geo, dy, dx, columns)
+    angle = _tilt(img, geo, dy, dx) if rotation else 0.0
+    offsets = window_offsets(geo, dy, dx, angle, columns)
+    worst = float(np.abs(offsets).max())
+    if worst > m:
+        raise RegistrationError(
+            f"strip offset ({dy:+.1f}, {dx:+.1f}) px and rotation {angle:+.2f} degrees move a "
+            f"crop window by {worst:.1f} px, more than the tolerance of {m:.0f} px "
+            "(layout.max_shift): the product is not where the layout expects it"
+        )
+    boxes = boxes_at(geo, offsets[..., 0], offsets[..., 1], columns)
     if boxes.min() < 0 or boxes[..., 2].max() > geo.height or boxes[..., 3].max() > geo.width:
         raise RegistrationError(
-            f"after the offset ({dy:+.1f}, {dx:+.1f}) px the crop boxes leave the image"
+            f"after the offset ({dy:+.1f}, {dx:+.1f}) px and rotation {angle:+.2f} degrees "
+            "the crop boxes leave the image"
         )
-    return Registration(dy=float(dy), dx=float(dx), boxes=boxes)
+    return Registration(float(dy), float(dx), boxes, float(angle), offsets)
+
+
+def _tilt(img: np.ndarray, geo: Geometry, dy: float, dx: float) -> float:
+    """Degrees (counter-clockwise on screen) of the strip's top edge: the median of the pairwise
+    slopes of the edge found in two column slabs per vial."""
+    y0, _, y1, _ = geo.strip_box
+    rows = slice(0, min(geo.height, round(y0 + dy + (y1 - y0) * 0.25)))  # background, flag
+    xs, tops = [], []
+    for c0, c1 in geo.columns:
+        w = c1 - c0
+        for a in (0.1, 0.55):  # clear of the webs between vials, where the flag is grooved
+            s0, s1 = round(c0 + dx + a * w), round(c0 + dx + (a + 0.35) * w)
+            top = _step(img[rows, s0 : max(s1, s0 + 1)].mean(axis=1))
+            if top is not None:
+                xs.append((s0 + s1) / 2)
+                tops.append(top)
+    if len(xs) < 3:
+        raise RegistrationError(
+            f"the strip's top edge was found in {len(xs)} of {2 * len(geo.columns)} column "
+            "slabs: its rotation cannot be measured (is background visible above the strip?)"
+        )
+    x, t = np.array(xs), np.array(tops)
+    i, j = np.triu_indices(len(x), k=1)
+    slope = float(np.median((t[j] - t[i]) / (x[j] - x[i])))
+    return float(-np.degrees(np.arctan(slope)))
+
+
+def _step(profile: np.ndarray, k: int = 2) -> float | None:
+    """Position of the first dark-to-bright step of a profile, or None where there is none.
+
+    Area, not a level crossing: over 2k samples around the crossing, the share of each sample
+    still at the level before the step, summed. That moves exactly with the step under linear
+    resampling, where a crossing interpolated on a sharp edge is off by up to 0.2 px depending
+    on where the edge falls between samples (measured: 0.3 degrees read as 0.2). A step closer
+    than 2k samples to the profile's start (tiny images) falls back to the crossing.
+    """
+    lo, hi = np.percentile(profile, [5, 95])
+    if hi - lo < 10:
+        return None
+    i = int(np.argmax(profile >= (lo + hi) / 2))
+    if i == 0 or i + 2 * k > len(profile):
+        return None  # the strip touches the image's edge: no step to see
+    if i < 2 * k:
+        return _edges(profile, "rows")[0]
+    before = float(np.median(profile[i - 2 * k : i - k]))
+    after = float(np.median(profile[i + k : i + 2 * k]))
+    if after - before < 10:
+        return None
+    # +0.5: box coordinates, as `_edges` (a pixel i spans [i, i + 1))
+    return i - k + 0.5 + float(np.sum((after - profile[i - k : i + k]) / (after - before)))
 
 
 def _edges(profile: np.ndarray, what: str) -> tuple[float, float]:

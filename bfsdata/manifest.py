@@ -37,6 +37,7 @@ class Column:
     doc: str
     nullable: bool = False
     allowed: tuple[str, ...] = ()  # for string columns with a closed vocabulary
+    default: float | None = None  # files written before the column existed read with this value
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,14 @@ PATCHES = Schema(
         Column("x0", pa.int32(), "crop box left, px"),
         Column("y1", pa.int32(), "crop box bottom (exclusive), px"),
         Column("x1", pa.int32(), "crop box right (exclusive), px"),
-        Column("dy", pa.float32(), "registration offset of the strip, rows, px"),
-        Column("dx", pa.float32(), "registration offset of the strip, columns, px"),
+        Column("dy", pa.float32(), "registration offset of this window's centre, rows, px"),
+        Column("dx", pa.float32(), "registration offset of this window's centre, columns, px"),
+        Column(
+            "angle",
+            pa.float32(),
+            "strip rotation, degrees counter-clockwise on screen; 0 unless patch.rotation",
+            default=0.0,
+        ),
     ),
     key=("acq", "kind", "frame", "vial", "region"),
 )
@@ -202,6 +209,9 @@ def read(workspace: Path, schema: Schema) -> pd.DataFrame:
         raise ManifestError(f"{path}: not a readable parquet file ({e})") from None
     # ignore_metadata: dtypes come from the schema, not from whatever pandas wrote the file.
     df = table.to_pandas(ignore_metadata=True)
+    for c in schema.columns:
+        if c.default is not None and c.name not in df.columns:
+            df[c.name] = pd.Series(c.default, index=df.index).astype(c.dtype.to_pandas_dtype())
     validate(df, schema, str(path))
     for c in schema.columns:
         if c.nullable and pa.types.is_integer(c.dtype):

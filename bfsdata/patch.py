@@ -237,9 +237,9 @@ def _cut_acquisition(src: dict, job: _Job, plan: Plan) -> tuple[np.ndarray, pd.D
         job = dataclasses.replace(job, **mask_cells(labels, reg.boxes))
     else:
         rank = src["rank"][job.acq].read().result()  # (R, H, W)
-        reg = register(rank[plan.rank_index["rank_max"]], plan.geo)
+        reg = register(rank[plan.rank_index["rank_max"]], plan.geo, plan.rotation)
     boxes = reg.boxes.reshape(-1, 4)  # (V * R, 4), vial-major
-    shift = reg.shift if plan.subpixel else (0.0, 0.0)
+    warp = reg.warp(plan.subpixel)
     images = plan.images
     frames = None
     if "frame" in plan.kinds:
@@ -249,7 +249,7 @@ def _cut_acquisition(src: dict, job: _Job, plan: Plan) -> tuple[np.ndarray, pd.D
     for i, (kind, f) in enumerate(images):
         img = frames[plan.frames.index(f)] if kind == "frame" else rank[plan.rank_index[kind]]
         out[i * n : (i + 1) * n] = cut_patches(
-            img, boxes, plan.size, plan.resize, plan.input_bits, shift
+            img, boxes, plan.size, plan.resize, plan.input_bits, **warp
         )
 
     n_vials, n_regions = reg.boxes.shape[:2]
@@ -263,6 +263,7 @@ def _cut_acquisition(src: dict, job: _Job, plan: Plan) -> tuple[np.ndarray, pd.D
     if job.label == "unknown":
         defect_here[:] = pd.NA
     tiled = np.tile(boxes, (len(images), 1))
+    moved = np.tile(reg.flat_offsets, (len(images), 1))
     rows = pd.DataFrame(
         {
             "acq": job.acq,
@@ -278,8 +279,9 @@ def _cut_acquisition(src: dict, job: _Job, plan: Plan) -> tuple[np.ndarray, pd.D
             "x0": tiled[:, 1],
             "y1": tiled[:, 2],
             "x1": tiled[:, 3],
-            "dy": reg.dy,
-            "dx": reg.dx,
+            "dy": moved[:, 0],
+            "dx": moved[:, 1],
+            "angle": reg.angle,
         }
     )
     return out, rows

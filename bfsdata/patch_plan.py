@@ -39,6 +39,7 @@ class Plan:
     shard: int
     tiling: Tiling | None = None  # image folders: a grid or the whole image, no registration
     subpixel: bool = False  # strips: crops follow the offset's sub-pixel remainder
+    rotation: bool = False  # strips: windows follow the strip's measured tilt
 
     @property
     def cells(self) -> tuple[int, int]:
@@ -89,6 +90,7 @@ def make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
         input_bits=pipe.patch.input_bits,
         shard=pipe.store.patch_shard,
         subpixel=pipe.patch.subpixel,
+        rotation=pipe.patch.rotation,
     )
 
 
@@ -136,13 +138,16 @@ def check_settings(arr, plan: Plan, pipe: Pipeline) -> None:
         "resize": plan.resize,
         "input_bits": plan.input_bits,
     }
-    if plan.subpixel:  # recorded only when on, so workspaces cut before it existed still match
+    # Recorded only when on, so workspaces cut before these existed still match.
+    if plan.subpixel:
         settings["subpixel"] = True
+    if plan.rotation:
+        settings["rotation"] = True
     old = arr.attrs.get("settings")
     if old == settings:
         return  # a re-run rewrites nothing, not even the array's metadata
     if old is not None:
-        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
         raise PatchError(
             f"this workspace was patched with other settings ({', '.join(changed)} differ); "
             "patches of one workspace must be cut one way. Use a new workspace, or the "

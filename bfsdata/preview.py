@@ -86,7 +86,8 @@ def _strip_picture(image: np.ndarray, rows) -> np.ndarray:
     r0 = rows.iloc[0]
     cv2.putText(
         pic,
-        f"{r0.strip} run {r0.run}  offset dy={r0.dy:+.1f} dx={r0.dx:+.1f} px",
+        f"{r0.strip} run {r0.run}  vial 1 R0 offset dy={r0.dy:+.1f} dx={r0.dx:+.1f} px"
+        f"  rotation {r0.angle:+.2f} deg",
         (6, pic.shape[0] - 8),
         cv2.FONT_HERSHEY_SIMPLEX,
         0.5,

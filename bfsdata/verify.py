@@ -291,10 +291,11 @@ def _recompute(
             rep.problems.append(f"rank: {kind} patches of acquisition {acq}, but no rank {rank}")
             continue
         boxes = group[["y0", "x0", "y1", "x1"]].to_numpy()
-        first = group.iloc[0]
-        shift = subpixel(first["dy"], first["dx"]) if settings.get("subpixel") else (0.0, 0.0)
+        shift, angle = (0.0, 0.0), 0.0
+        if settings.get("subpixel"):
+            shift, angle = subpixel(group[["dy", "dx"]].to_numpy()), float(group["angle"].iloc[0])
         want = cut_patches(
-            image, boxes, size, settings["resize"], int(settings["input_bits"]), shift
+            image, boxes, size, settings["resize"], int(settings["input_bits"]), shift, angle
         )
         same = (want == have[mine.index.get_indexer(group.index)]).all(axis=(1, 2))
         differ.extend(group["patch"][~same].tolist())

@@ -170,6 +170,51 @@ def test_shifted_cut_samples_the_moved_box(box, size, resize, tol, shift) -> Non
     assert np.abs(got - want).max() <= tol
 
 
+@pytest.mark.parametrize(
+    ("box", "size", "tol"),
+    [((10, 20, 40, 50), 32, 0.6), ((10, 20, 58, 68), 32, 1.0), ((10, 20, 42, 52), 32, 0.6)],
+)
+@pytest.mark.parametrize(("shift", "angle"), [((0.0, 0.0), 0.7), ((0.3, -0.45), -1.5)])
+def test_turned_cut_samples_the_turned_box(box, size, tol, shift, angle) -> None:
+    img = cv2.GaussianBlur(_noise((100, 120)), (0, 0), 1.0)
+    img[40:, 60:] = 250
+    got = cut_patches(img, np.array([box]), size, shift=shift, angle=angle)[0]
+    assert np.abs(got - expected_crop(img, box, size, shift, angle)).max() <= tol
+
+
+def test_turn_follows_a_product_rotated_about_the_window_centre() -> None:
+    """A wall and a mark drawn upright and turned by 2 degrees about the window centre: cut with
+    that angle, the patch is the upright one; cut without, it is not."""
+    yy, xx = np.mgrid[0:80, 0:80].astype(np.float64)
+
+    def product(deg: float) -> np.ndarray:
+        t = np.radians(deg)  # image point -> product point: undo the turn about (39.5, 39.5)
+        x = 39.5 + np.cos(t) * (xx - 39.5) - np.sin(t) * (yy - 39.5)
+        y = 39.5 + np.sin(t) * (xx - 39.5) + np.cos(t) * (yy - 39.5)
+        edge = 1 / (1 + np.exp(-(x - 40) / 1.5))
+        blob = np.exp(-((y - 20) ** 2 + (x - 25) ** 2) / 30)
+        return np.round(40 + 170 * edge + 60 * blob).astype(np.uint8)
+
+    box = np.array([(10, 10, 70, 70)])
+    still = cut_patches(product(0), box, 64)[0].astype(int)
+    turned = product(2.0)
+    plain = cut_patches(turned, box, 64)[0].astype(int)
+    fixed = cut_patches(turned, box, 64, angle=2.0)[0].astype(int)
+    assert np.abs(fixed - still).mean() < np.abs(plain - still).mean() / 3
+    assert np.abs(fixed - still).max() <= 4
+
+
+def test_per_box_shifts_apply_to_their_own_box() -> None:
+    img = cv2.GaussianBlur(_noise((60, 70)), (0, 0), 1.0)
+    boxes = np.array([(5, 5, 35, 35), (10, 8, 40, 38)])
+    shifts = np.array([(0.25, -0.1), (-0.4, 0.35)])
+    both = cut_patches(img, boxes, 32, shift=shifts)
+    for i in range(2):
+        np.testing.assert_array_equal(
+            both[i], cut_patches(img, boxes[i : i + 1], 32, shift=shifts[i])[0]
+        )
+
+
 def test_shift_follows_a_product_moved_by_a_fraction_of_a_pixel() -> None:
     """The same smooth product drawn at (0, 0) and moved by (+0.3, -0.4) px: cut with that
     shift, the patches agree far better than whole-pixel cuts do."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 import pytest
 
@@ -119,8 +120,14 @@ def test_register_finds_a_shifted_strip(dy: float, dx: float) -> None:
     geo = _geo()
     reg = register(_paint(dy, dx), geo)
     assert abs(reg.dy - dy) <= 0.5 and abs(reg.dx - dx) <= 0.5, (reg.dy, reg.dx)
-    want = boxes_at(geo, 0, 0) + np.array([round(reg.dy), round(reg.dx)] * 2)
-    np.testing.assert_array_equal(reg.boxes, want)
+    assert abs(reg.angle) < 0.1  # an upright strip
+    off = reg.offsets
+    np.testing.assert_allclose(off, np.broadcast_to([reg.dy, reg.dx], off.shape), atol=0.1)
+    np.testing.assert_array_equal(reg.boxes, boxes_at(geo, off[..., 0], off[..., 1]))
+    flat = register(_paint(dy, dx), geo, rotation=False)  # one offset for every window
+    assert flat.angle == 0.0 and (flat.flat_offsets == [flat.dy, flat.dx]).all()
+    want = boxes_at(geo, 0, 0) + np.array([round(flat.dy), round(flat.dx)] * 2)
+    np.testing.assert_array_equal(flat.boxes, want)
     if dy == round(dy) and dx == round(dx):  # whole pixels: the boxes move exactly as much
         assert (reg.boxes - boxes_at(geo, 0, 0) == [dy, dx, dy, dx]).all()
 
@@ -204,6 +211,44 @@ def test_register_ignores_what_moves_inside_the_strip() -> None:
     assert abs(reg.dy - 2.0) <= 0.5 and abs(reg.dx + 3.0) <= 0.5
 
 
+def _turned(deg: float, dy: float = 0.0, dx: float = 0.0, **paint: object) -> np.ndarray:
+    """The painted strip moved by (dy, dx) and turned by `deg` about the image centre with
+    cv2.getRotationMatrix2D, as the synthetic re-grip does."""
+    m = cv2.getRotationMatrix2D(((W - 1) / 2, (H - 1) / 2), deg, 1.0)
+    return cv2.warpAffine(_paint(dy, dx, **paint), m, (W, H), flags=cv2.INTER_LINEAR)
+
+
+@pytest.mark.parametrize(
+    ("deg", "dy", "dx"), [(0.8, 0.0, 0.0), (-1.2, 2.3, -1.6), (0.3, -3.0, 4.0)]
+)
+def test_register_measures_the_rotation_and_every_window_follows_it(deg, dy, dx) -> None:
+    geo = _geo()
+    reg = register(_turned(deg, dy, dx, webs=WEBS), geo)
+    assert abs(reg.angle - deg) < 0.1, reg.angle
+    # Where each window's nominal centre really went, by the same turn of the whole image.
+    m = cv2.getRotationMatrix2D(((W - 1) / 2, (H - 1) / 2), deg, 1.0)
+    nominal = boxes_at(geo, 0, 0).astype(float)
+    cy, cx = (nominal[..., 0] + nominal[..., 2]) / 2, (nominal[..., 1] + nominal[..., 3]) / 2
+    px, py = cx - 0.5 + dx, cy - 0.5 + dy  # pixel-index coordinates, as cv2 turns them
+    true_x = m[0, 0] * px + m[0, 1] * py + m[0, 2] + 0.5 - cx
+    true_y = m[1, 0] * px + m[1, 1] * py + m[1, 2] + 0.5 - cy
+    np.testing.assert_allclose(reg.offsets[..., 0], true_y, atol=0.3)
+    np.testing.assert_allclose(reg.offsets[..., 1], true_x, atol=0.3)
+    outer = reg.offsets[[0, -1], 0, 0]  # flag of vial 1 and vial 5: turned apart
+    assert np.sign(outer[0] - outer[1]) == np.sign(deg)
+
+
+def test_register_rotation_ignores_a_notch_in_the_top_edge() -> None:
+    img = _turned(0.5)
+    img[:26, 50:56] = BG  # a flag-cut notch 10 px deep over one slab
+    assert abs(register(img, _geo()).angle - 0.5) < 0.1
+
+
+def test_register_refuses_a_rotation_that_moves_a_window_beyond_max_shift() -> None:
+    with pytest.raises(RegistrationError, match=r"rotation \+[78]\.\d+ degrees move a crop window"):
+        register(_turned(8.0), _geo(max_shift=4.0))  # the outer flags move by ~6.5 px
+
+
 # --- auto mode --------------------------------------------------------------------------------
 
 
@@ -255,7 +300,7 @@ def test_registered_acquisitions_get_boxes_of_identical_size() -> None:
 def test_subpixel_is_what_boxes_at_rounds_away() -> None:
     geo = _geo()
     for dy, dx in ((2.4, -1.6), (-0.5, 0.5), (3.0, -7.0)):
-        fy, fx = subpixel(dy, dx)
+        fy, fx = subpixel(np.array([dy, dx]))
         assert abs(fy) <= 0.5 and abs(fx) <= 0.5
         start = boxes_at(geo, dy, dx)[..., :2] + [fy, fx]  # where each window really starts
         moved = start - boxes_at(geo, 0, 0)[..., :2]  # (V, R, 2)

@@ -196,3 +196,19 @@ def test_nullable_integer_written_as_pandas_integer_reads_back_as_integer(tmp_pa
     manifest.write(tmp_path, REJECTED, df)
     back = manifest.read(tmp_path, REJECTED)
     assert back["run"].tolist()[0] == 2 and pd.isna(back["run"].tolist()[1])
+
+
+def test_a_column_with_a_default_is_filled_when_an_older_file_lacks_it(tmp_path: Path) -> None:
+    """Patch manifests written before strips were rotation-registered have no `angle`: they read
+    with 0 (what those crops assumed); a write always needs it."""
+    row = {c.name: [0] for c in manifest.PATCHES.columns}
+    row.update(strip=["S0"], kind=["frame"], label=["good"], defect_here=[False])
+    df = pd.DataFrame(row)
+    path = tmp_path / "manifests" / "patches.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.Table.from_pandas(df.drop(columns=["angle"]), preserve_index=False), path)
+    back = manifest.read(tmp_path, manifest.PATCHES)
+    assert list(back.columns) == manifest.PATCHES.names
+    assert back["angle"].tolist() == [0.0] and str(back["angle"].dtype) == "float32"
+    with pytest.raises(ManifestError, match="missing: angle"):
+        manifest.write(tmp_path, manifest.PATCHES, df.drop(columns=["angle"]))

@@ -27,7 +27,7 @@ from bfsdata.config import (
     Pipeline,
 )
 from bfsdata.ingest import ingest
-from bfsdata.layout import boxes_at, scale_layout
+from bfsdata.layout import boxes_at, scale_layout, window_offsets
 from bfsdata.patch import PatchError, patch
 from bfsdata.synth import SynthConfig, synth
 from bfsdata.verify import verify
@@ -189,16 +189,18 @@ def _close(got: np.ndarray, want: np.ndarray, tol: float = 0.6, msg: str = "") -
 
 
 def test_patch_equals_direct_crop_and_resize_of_its_source(patched) -> None:
-    """The box moved by the offset's sub-pixel remainder, then enlarged 30 -> 32 px."""
+    """The box moved by its window offset's sub-pixel remainder and turned with the strip, then
+    enlarged 30 -> 32 px."""
     ws, _ = patched
     root = store.open_root(ws, mode="r")
     arr, src = root["patches"][:], _Sources(root)
     rows = _rows(ws)
     assert (rows["y1"] - rows["y0"]).eq(30).all() and (rows["x1"] - rows["x0"]).eq(30).all()
     assert rows.drop_duplicates("acq").apply(row_shift, axis=1).map(any).all()  # shifts tested
+    assert (rows.drop_duplicates("acq")["angle"].abs() > 0.01).all()  # and rotations
     for row in rows.itertuples(index=False):
         box = (row.y0, row.x0, row.y1, row.x1)
-        want = expected_crop(src(row), box, SIZE, row_shift(row))
+        want = expected_crop(src(row), box, SIZE, row_shift(row), row.angle)
         _close(arr[row.patch], want, msg=str(row))
 
 
@@ -212,6 +214,20 @@ def test_subpixel_off_cuts_whole_pixel_boxes(ingested, tmp_path: Path) -> None:
         crop = src(row)[row.y0 : row.y1, row.x0 : row.x1]
         want = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
         np.testing.assert_array_equal(arr[row.patch], want, err_msg=str(row))
+
+
+def test_rotation_off_moves_every_window_by_the_strip_offset(ingested, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(ingested, ws)
+    patch(ws, _pipe(rotation=False), workers=1)
+    rows = _rows(ws)
+    assert (rows["angle"] == 0).all()
+    assert (rows.groupby("acq")[["dy", "dx"]].nunique() == 1).all().all()
+    root = store.open_root(ws, mode="r")
+    arr, src = root["patches"][:], _Sources(root)
+    for row in rows.itertuples(index=False):
+        box = (row.y0, row.x0, row.y1, row.x1)
+        _close(arr[row.patch], expected_crop(src(row), box, SIZE, row_shift(row)), msg=str(row))
 
 
 # --- registration and crop boxes --------------------------------------------------------------
@@ -231,9 +247,15 @@ def test_manifest_records_the_crop_boxes_and_offsets(patched) -> None:
     rows = _rows(patched[0])
     geo = scale_layout(LayoutConfig(), H, W)
     for acq, g in rows.groupby("acq"):
-        assert g["dy"].nunique() == 1 and g["dx"].nunique() == 1
-        dy, dx = float(g["dy"].iloc[0]), float(g["dx"].iloc[0])
-        want = boxes_at(geo, dy, dx)  # (V, R, 4)
+        assert g["angle"].nunique() == 1  # one strip, one rotation
+        cell = g.groupby(["vial", "region"])[["dy", "dx"]]
+        assert (cell.nunique() == 1).all().all()  # one window per cell for all its images
+        off = cell.first().to_numpy().reshape(VIALS, REGIONS, 2)
+        # A rigid motion: the window offsets less what the rotation alone moves each window by
+        # are one strip offset.
+        strip = off - window_offsets(geo, 0.0, 0.0, float(g["angle"].iloc[0]))
+        assert np.ptp(strip, axis=(0, 1)).max() < 1e-4
+        want = boxes_at(geo, off[..., 0], off[..., 1])  # (V, R, 4)
         for r in g.itertuples(index=False):
             assert (r.y0, r.x0, r.y1, r.x1) == tuple(want[r.vial - 1, r.region]), (acq, r)
     # one size per region, every acquisition (no one-pixel jitter)
@@ -299,7 +321,7 @@ def test_frames_and_kinds_select_the_images(fresh: Path, frames, kinds, images) 
     root = store.open_root(fresh, mode="r")
     row = rows.sort_values("patch").iloc[-1]
     box = (row.y0, row.x0, row.y1, row.x1)
-    want = expected_crop(_Sources(root)(row), box, SIZE, row_shift(row))
+    want = expected_crop(_Sources(root)(row), box, SIZE, row_shift(row), row.angle)
     _close(root["patches"][int(row.patch)], want)
 
 
@@ -464,6 +486,8 @@ def test_new_acquisitions_are_patched_alone(done: Path, raw, tmp_path: Path, sna
         ({"patch": {"kinds": ("frame", "rank_max")}}, "kinds"),
         ({"patch": {"input_bits": 12}}, "input_bits"),
         ({"patch": {"resize": "native"}}, "resize"),
+        ({"patch": {"subpixel": False}}, "subpixel"),
+        ({"patch": {"rotation": False}}, "rotation"),
         ({"layout": {"mode": "auto"}}, "layout"),
         ({"layout": {"max_shift": 40.0}}, "layout"),
         ({"regions": 3}, "layout, regions"),

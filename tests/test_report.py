@@ -66,7 +66,7 @@ def make_scores(calib: bool = True, seed: int = 0) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=[*cols, "y0", "x0", "y1", "x1", "split", "score"])
     df["defect_here"] = df["defect_here"].astype("boolean")
     df.insert(0, "patch", np.arange(len(df), dtype=np.int64))
-    return df.assign(kind="frame", dy=np.float32(0), dx=np.float32(0))
+    return df.assign(kind="frame", dy=np.float32(0), dx=np.float32(0), angle=np.float32(0))
 
 
 def labelled(df: pd.DataFrame) -> pd.DataFrame:

@@ -216,6 +216,7 @@ def test_patch_counts_per_split_label_and_region(ws: Path) -> None:
             "x1": 4,
             "dy": 0.0,
             "dx": 0.0,
+            "angle": 0.0,
         }
         for a, strip, run, lab in acqs[["acq", "strip", "run", "label"]].itertuples(index=False)
         if lab != "unknown"
