@@ -70,10 +70,15 @@ class Registration:
         return self.offsets.reshape(-1, 2)
 
     def warp(self, exact: bool) -> dict:
-        """`crop.cut_patches` keywords that make the whole-pixel boxes follow the product: each
-        window's sub-pixel remainder and the strip's angle; none when `exact` is off
-        (`patch.subpixel: false`: the boxes are cut as they are)."""
-        return {"shift": subpixel(self.flat_offsets), "angle": self.angle} if exact else {}
+        """`window_warp` of this registration's windows."""
+        return window_warp(self.flat_offsets, self.angle, exact)
+
+
+def window_warp(offsets: np.ndarray, angle: float, exact: bool) -> dict:
+    """`crop.cut_patches` keywords that make whole-pixel boxes follow the product: each window's
+    sub-pixel remainder of its (N, 2) offset and the strip's angle; none when `exact` is off
+    (`patch.subpixel: false`: the boxes are cut as they are)."""
+    return {"shift": subpixel(offsets), "angle": float(angle)} if exact else {}
 
 
 def subpixel(offsets: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from bfsdata.folder_image import mask_cells
 from bfsdata.layout import Registration, RegistrationError, register
 from bfsdata.parallel import run_tasks
 from bfsdata.patch_plan import PatchError, Plan, check_settings, make_plan
-from bfsdata.raw import Problem
+from bfsdata.problems import Problem
 from bfsdata.workspace import Committer, record_rejections
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import zarr
 
 from bfsdata import manifest, provenance, store
 from bfsdata.crop import cut_patches
-from bfsdata.layout import subpixel
+from bfsdata.layout import window_warp
 from bfsdata.parallel import progress_bar
 from bfsdata.rank import rank_images
 
@@ -291,11 +291,11 @@ def _recompute(
             rep.problems.append(f"rank: {kind} patches of acquisition {acq}, but no rank {rank}")
             continue
         boxes = group[["y0", "x0", "y1", "x1"]].to_numpy()
-        shift, angle = (0.0, 0.0), 0.0
-        if settings.get("subpixel"):
-            shift, angle = subpixel(group[["dy", "dx"]].to_numpy()), float(group["angle"].iloc[0])
+        warp = window_warp(
+            group[["dy", "dx"]].to_numpy(), group["angle"].iloc[0], bool(settings.get("subpixel"))
+        )
         want = cut_patches(
-            image, boxes, size, settings["resize"], int(settings["input_bits"]), shift, angle
+            image, boxes, size, settings["resize"], int(settings["input_bits"]), **warp
         )
         same = (want == have[mine.index.get_indexer(group.index)]).all(axis=(1, 2))
         differ.extend(group["patch"][~same].tolist())

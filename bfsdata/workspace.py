@@ -14,7 +14,7 @@ import pandas as pd
 
 from bfsdata import manifest
 from bfsdata.faults import crash_point
-from bfsdata.raw import Problem
+from bfsdata.problems import Problem
 
 
 class Committer:
