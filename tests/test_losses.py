@@ -66,6 +66,19 @@ def test_ssim_matches_skimage() -> None:
     assert want.min() < 0.2 and want.max() > 0.99  # the pairs span the SSIM range
 
 
+def test_ssim_of_unknown_size_images_equals_known_size() -> None:
+    """Images whose H and W are known only when run (a traced function with a free signature)
+    are blurred by depthwise convolution instead of banded matrices: the same SSIM."""
+    import tensorflow as tf
+
+    pairs = image_pairs()
+    x = np.stack([a for a, _ in pairs])[..., None].astype(np.float32)
+    y = np.stack([b for _, b in pairs])[..., None].astype(np.float32)
+    free = tf.TensorSpec((None, None, None, 1), tf.float32)
+    traced = tf.function(losses.ssim, input_signature=[free, free])
+    np.testing.assert_allclose(np_(traced(x, y)), np_(losses.ssim(x, y)), atol=1e-6)
+
+
 def test_ssim_map_is_valid_region() -> None:
     m = np_(losses.ssim_map(rand(2, 30, 20, 1), rand(2, 30, 20, 1, seed=1)))
     assert m.shape == (2, 20, 10)  # 11-px window, no padding: H - 10, W - 10

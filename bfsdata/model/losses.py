@@ -49,13 +49,30 @@ def gaussian_window(window: int, sigma: float) -> np.ndarray:
 
 
 def _blur_valid(v: Tensor, taps: np.ndarray) -> Tensor:
-    """Separable Gaussian blur per channel, no padding: (B, H, W, C) -> (B, H-k+1, W-k+1, C)."""
-    k, c = taps.shape[0], v.shape[-1]
-    # depthwise kernels (kh, kw, C, 1): one copy of the taps per channel, channels never mix.
-    col = np.tile(taps.reshape(k, 1, 1, 1), (1, 1, c, 1))
-    row = np.tile(taps.reshape(1, k, 1, 1), (1, 1, c, 1))
-    v = ops.depthwise_conv(v, ops.convert_to_tensor(col), strides=1, padding="valid")
-    return ops.depthwise_conv(v, ops.convert_to_tensor(row), strides=1, padding="valid")
+    """Separable Gaussian blur per channel, no padding: (B, H, W, C) -> (B, H-k+1, W-k+1, C).
+
+    With H and W known, each pass is one matrix product with a banded (H-k+1, H) matrix of the
+    taps: the same sums, but XLA on a CPU runs a training step's blur, forward and backward,
+    20x faster than as a depthwise convolution (4 vs 92 ms for 16 x 64 x 64 x 5).
+    """
+    k, (h, w, c) = taps.shape[0], v.shape[1:]
+    if h is None or w is None:
+        # depthwise kernels (kh, kw, C, 1): one copy of the taps per channel, channels never mix
+        col = np.tile(taps.reshape(k, 1, 1, 1), (1, 1, c, 1))
+        row = np.tile(taps.reshape(1, k, 1, 1), (1, 1, c, 1))
+        v = ops.depthwise_conv(v, ops.convert_to_tensor(col), strides=1, padding="valid")
+        return ops.depthwise_conv(v, ops.convert_to_tensor(row), strides=1, padding="valid")
+    v = ops.einsum("ph,bhwc->bpwc", ops.convert_to_tensor(_band(h, taps)), v)
+    return ops.einsum("qw,bpwc->bpqc", ops.convert_to_tensor(_band(w, taps)), v)
+
+
+def _band(n: int, taps: np.ndarray) -> np.ndarray:
+    """(n - k + 1, n): row i holds the taps at columns i..i+k-1, a valid 1-D filter as a matrix."""
+    k = taps.shape[0]
+    out = np.zeros((n - k + 1, n), np.float32)
+    for i in range(n - k + 1):
+        out[i, i : i + k] = taps
+    return out
 
 
 def ssim_map(
