@@ -13,6 +13,11 @@ KINDS = ("frame", "rank_min", "rank_max")
 IMAGE_LAYOUTS = ("grid", "resize")  # layout modes of image-folder data (bfsdata.grid)
 
 
+def image_name(kind: str, frame: int) -> str:
+    """How reports name one image of an acquisition: `frame 7`, or the rank kind."""
+    return f"frame {int(frame)}" if kind == "frame" else kind
+
+
 @dataclass(frozen=True)
 class AcquisitionConfig:
     frames: int = 16  # frames per acquisition (the paper acquires 16)
@@ -22,6 +27,9 @@ class AcquisitionConfig:
         7,
         15,
     )  # frame indices scored at test time (first, 8th, last)
+    # Images scored at test time: `frame` is the test_frames (the paper's protocol); a rank
+    # image (rank_max: only what stayed put through the 16 frames) is one more image each.
+    test_kinds: tuple[str, ...] = ("frame",)
 
     def __post_init__(self) -> None:
         _check(self.frames >= 1, "acquisition.frames", f"must be >= 1, got {self.frames}")
@@ -35,6 +43,21 @@ class AcquisitionConfig:
             _check(
                 0 <= f < self.frames, "acquisition.test_frames", f"{f} not in 0..{self.frames - 1}"
             )
+        _check(len(self.test_kinds) >= 1, "acquisition.test_kinds", "needs at least one kind")
+        for k in self.test_kinds:
+            _check(k in KINDS, "acquisition.test_kinds", f"{k!r} is not one of {', '.join(KINDS)}")
+            rank = 1 if k == "rank_min" else self.frames  # HALCON rank of the rank image
+            _check(
+                k == "frame" or rank in self.ranks,
+                "acquisition.test_kinds",
+                f"{k} needs rank {rank} in acquisition.ranks {list(self.ranks)}",
+            )
+
+    def test_images(self) -> list[tuple[str, int]]:
+        """(kind, frame) of every image scored at test time, frames first; rank images have
+        frame -1, as in the patches manifest."""
+        out = [("frame", f) for f in self.test_frames] if "frame" in self.test_kinds else []
+        return out + [(k, -1) for k in ("rank_min", "rank_max") if k in self.test_kinds]
 
 
 @dataclass(frozen=True)

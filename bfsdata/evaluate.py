@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from bfsdata import manifest, provenance, store
 from bfsdata.config import IMAGE_LAYOUTS, Pipeline, ReportConfig
-from bfsdata.crop import to_uint8
+from bfsdata.preview import source_image
 from bfsdata.report import ReportSummary, report
 from bfsdata.score import reconstruct, score, scoring_rows
 
@@ -53,7 +53,7 @@ def evaluate(
         out_dir=out_dir,
         manual=manual,
         gallery=reconstruct(ws, run_dir),
-        strip_image=lambda acq, frame: to_uint8(root["frames"][acq, frame]),
+        strip_image=lambda acq, kind, frame: source_image(root, acq, kind, frame),
         patch_size=pipe.patch.size,
         item="image" if pipe.layout.mode in IMAGE_LAYOUTS else "strip",
         provenance=rec,

@@ -1,7 +1,8 @@
 """`bfsdata infer`: decisions and heatmaps for new acquisitions, with a trained model.
 
 For each run folder (frame_<i>.png): decode the frames once, compute the max rank image,
-register the strip, cut the pipeline's test frames into vials x regions, score the patches with
+register the strip, cut the test images (the frames and rank images that thresholds.json was
+fitted on, acquisition.test_kinds) into vials x regions, score the patches with
 the exported model, and apply the report's `thresholds.json`: a vial (or the strip) is rejected
 when any of its patches scores above its region's `strip` threshold (paper eq. 13). Several runs
 of one strip also get the run-wise decision (`run` thresholds, k of n runs must agree).
@@ -18,6 +19,7 @@ gives it (`test/<defect>/<name>.png` -> `test-<defect>-<name>`, bfsdata.folder.i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -133,12 +135,12 @@ def infer(
         if images:
             frames, boxes, patches, meta = _cut_image(folder, pipe, th)
         else:
-            frames, boxes, patches, meta = _cut(folder, pipe, th.get("frames"))
+            frames, boxes, patches, meta = _cut(folder, pipe, _test_images(pipe, th))
         out = serve(patches)
-        scores = out["score"]  # (F' * V * R,), frame-major as cut
+        scores = out["score"]  # (I * V * R,), image-major as cut
         ms = (time.perf_counter() - t0) * 1e3
         n_v, n_r = boxes.shape[:2]
-        per_cell = scores.reshape(-1, n_v, n_r).max(axis=0)  # (V, R): max over test frames
+        per_cell = scores.reshape(-1, n_v, n_r).max(axis=0)  # (V, R): max over test images
         if images:
             strip, run = image_id(folder), 1
         else:
@@ -155,6 +157,7 @@ def infer(
             **meta,
             "patches": [
                 {
+                    "kind": k,
                     "frame": f,
                     "vial": v + 1,
                     "region": r,
@@ -162,7 +165,7 @@ def infer(
                     "threshold": float(strip_t[r]),
                     "box": [int(b) for b in boxes[v, r]],
                 }
-                for (f, v, r), s in zip(_order(meta["frames"], n_v, n_r), scores, strict=True)
+                for (k, f, v, r), s in zip(_order(meta["images"], n_v, n_r), scores, strict=True)
             ],
         }
         name = f"{strip}_run{run}"
@@ -214,8 +217,20 @@ def _record(pipe: Pipeline, run_dir: Path, thresholds: Path) -> dict:
     return provenance.record(pipe, "infer", inputs)
 
 
-def _cut(folder: Path, pipe: Pipeline, frames_wanted: list[int] | None):
-    """Decode one run folder; (test frames (F', H, W), boxes (V, R, 4), patches, meta)."""
+def _test_images(pipe: Pipeline, th: dict) -> list[tuple[str, int]]:
+    """The images the thresholds were fitted on: thresholds.json's frames and kinds (files
+    written before kinds were recorded scored frames), else the pipeline's test images."""
+    acq = pipe.acquisition
+    if th.get("frames") is not None:
+        frames = tuple(th["frames"]) or acq.test_frames
+        acq = dataclasses.replace(
+            acq, test_frames=frames, test_kinds=tuple(th.get("kinds", ["frame"]))
+        )
+    return acq.test_images()
+
+
+def _cut(folder: Path, pipe: Pipeline, test: list[tuple[str, int]]):
+    """Decode one run folder; (test images (I, H, W), boxes (V, R, 4), patches, meta)."""
     files = {}
     for p in folder.iterdir():
         m = FRAME_RE.match(p.name)
@@ -234,16 +249,25 @@ def _cut(folder: Path, pipe: Pipeline, frames_wanted: list[int] | None):
     geo = scale_layout(pipe.layout, header.height, header.width)
     p = pipe.patch
     reg = register(rank_images(stack, [n])[0], geo, p.rotation)
-    test = list(frames_wanted or pipe.acquisition.test_frames)
+    ranks = {
+        k: rank_images(stack, [1 if k == "rank_min" else n])[0] for k, _ in test if k != "frame"
+    }
+    images = np.stack([stack[f] if k == "frame" else ranks[k] for k, f in test])
     flat = reg.boxes.reshape(-1, 4)
     warp = reg.warp(p.subpixel)
     patches = np.concatenate(
-        [cut_patches(stack[f], flat, p.size, p.resize, p.input_bits, **warp) for f in test]
+        [cut_patches(img, flat, p.size, p.resize, p.input_bits, **warp) for img in images]
     )
     # sha256 as in acquisitions.parquet: the same run folder ingested shows the same digest.
     sha = provenance.frames_sha256(hashlib.sha256(d).digest() for d in data)
-    meta = {"frames": test, "dy": reg.dy, "dx": reg.dx, "angle": reg.angle, "sha256": sha}
-    return stack[test], reg.boxes, patches, meta
+    meta = {
+        "images": [[k, f] for k, f in test],  # (kind, frame) in the order cut
+        "dy": reg.dy,
+        "dx": reg.dx,
+        "angle": reg.angle,
+        "sha256": sha,
+    }
+    return images, reg.boxes, patches, meta
 
 
 def _cut_image(path: Path, pipe: Pipeline, th: dict):
@@ -266,12 +290,13 @@ def _cut_image(path: Path, pipe: Pipeline, th: dict):
         img[None],
         boxes,
         patches,
-        {"frames": [0], "dy": 0.0, "dx": 0.0, "angle": 0.0, "sha256": sha},
+        {"images": [["frame", 0]], "dy": 0.0, "dx": 0.0, "angle": 0.0, "sha256": sha},
     )
 
 
-def _order(frames: list[int], n_v: int, n_r: int) -> list[tuple[int, int, int]]:
-    return [(f, v, r) for f in frames for v in range(n_v) for r in range(n_r)]
+def _order(images: list, n_v: int, n_r: int) -> list[tuple[str, int, int, int]]:
+    """(kind, frame, vial, region) of each patch, in the order they were cut."""
+    return [(k, f, v, r) for k, f in images for v in range(n_v) for r in range(n_r)]
 
 
 def _overlay(

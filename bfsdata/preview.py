@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import zarr
 
 from bfsdata import manifest, store
 from bfsdata.crop import to_uint8
@@ -35,15 +36,9 @@ def contact_sheet(workspace: Path, acq: int, kind: str = "frame", frame: int = 0
             + f" in {ws}; run `bfsdata patch` first, or pick another --acq/--kind/--frame"
         )
     root = store.open_root(ws, mode="r")
-    if kind == "frame":
-        image = root["frames"][acq, frame]
-    else:
-        ranks = list(root.attrs["ranks"])
-        n = int(root["frames"].shape[1])
-        image = root["rank"][acq, ranks.index(1 if kind == "rank_min" else n)]
     rows = rows.sort_values(["vial", "region"])
     patches = root["patches"].get_orthogonal_selection((rows["patch"].to_numpy(),))
-    left = _strip_picture(to_uint8(image), rows)
+    left = _strip_picture(source_image(root, acq, kind, frame), rows)
     right = _patch_grid(patches, rows)
     h = max(left.shape[0], right.shape[0])
     sheet = np.full((h, left.shape[1] + right.shape[1] + 16, 3), 32, np.uint8)
@@ -119,3 +114,12 @@ def _patch_grid(patches: np.ndarray, rows) -> np.ndarray:
         y, x = int(r.region) * (TILE + 4), (int(r.vial) - 1) * (TILE + 4)
         grid[y : y + TILE, x : x + TILE] = tile
     return grid
+
+
+def source_image(root: zarr.Group, acq: int, kind: str, frame: int) -> np.ndarray:
+    """The image of one acquisition that patches of (kind, frame) were cut from, (H, W) uint8."""
+    if kind == "frame":
+        return to_uint8(root["frames"][acq, frame])
+    n = int(root["frames"].shape[1])
+    rank = list(root.attrs["ranks"]).index(1 if kind == "rank_min" else n)
+    return to_uint8(root["rank"][acq, rank])

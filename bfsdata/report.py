@@ -1,7 +1,7 @@
 """`bfsdata report`: thresholds fitted on calib, judged on test, written for a person and for infer.
 
 Input: one row per scored patch (the patches manifest columns + `split` val|calib|test +
-`score` = 1 - SSIM, higher is more anomalous), `kind == "frame"` rows at the test frames only.
+`score` = 1 - SSIM, higher is more anomalous), rows of the test images only (frames, rank images).
 Thresholds are fitted on calib and judged on test; without calib rows they are fitted on test
 and every figure is marked in-sample. The levels and their tables are in `report_tables`.
 
@@ -12,6 +12,7 @@ Files written to `out_dir`, each beside its target then renamed:
     policy          "accuracy" | "balanced" | "frr:X" | "escape:X"
     min_agree       runs of 10 that must confirm a strip's label (run-wise rule)
     regions         [0, 1, 2, 3]; vials: vials per strip; frames: frame indices scored
+    kinds           ["frame"] | ["rank_max"] | ...: which images were scored (infer cuts these)
     patch_size      P of the (P, P) patches, or null when not given
     patch           {region: t} one threshold per region on patches (Table 1)
     strip           {region: t} per acquisition: reject if any patch score > t[region] (Table 2)
@@ -53,7 +54,7 @@ import pandas as pd
 import bfsdata
 from bfsdata import report_plots as rp
 from bfsdata import report_tables as rt
-from bfsdata.config import ReportConfig
+from bfsdata.config import KINDS, ReportConfig, image_name
 from bfsdata.metrics import Rate
 from bfsdata.report_html import fmt_rate, render
 from bfsdata.thresholds import parse_policy
@@ -63,8 +64,8 @@ log = logging.getLogger(__name__)
 
 # store rows (N,) -> {"x", "reconstruction", "heatmap"}: each (N, P, P) float32 in [0, 1]
 GalleryFn = Callable[[np.ndarray], dict[str, np.ndarray]]
-# (acq, frame) -> the frame the patch was cut from, (H, W) uint8, crop boxes in its pixels
-StripImageFn = Callable[[int, int], np.ndarray]
+# (acq, kind, frame) -> the image the patch was cut from, (H, W) uint8, crop boxes in its pixels
+StripImageFn = Callable[[int, str, int], np.ndarray]
 # headline figure name -> metrics.rates key, for strip-wise and run-wise
 HEADLINE = {
     "accuracy": "accuracy",
@@ -136,7 +137,7 @@ def report(
     run: the training run whose scores these are. manual: the client's manual Knapp results,
     columns strip, rejections, inspections (rows of strips outside the judged kit are dropped).
     gallery: reconstructs store rows for the gallery (None: scores only, no images);
-    strip_image: the frame a patch was cut from, to place its heatmap on the strip.
+    strip_image: the image a patch was cut from, to place its heatmap on the strip.
     patch_size: P of the store's (N, P, P) patches, recorded for infer.
     item: "strip", or "image" for image folders (an acquisition is one image): the wording.
     provenance: what the scores came from (bfsdata.provenance record: manifests and model
@@ -171,7 +172,8 @@ def report(
         **{k: about[k] for k in ("policy", "min_agree")},
         "regions": kit.regions,
         "vials": int(scores["vial"].nunique()),
-        "frames": sorted(int(f) for f in scores["frame"].unique()),
+        "frames": sorted(int(f) for f in scores["frame"].unique() if f >= 0),
+        "kinds": [k for k in KINDS if k in set(scores["kind"])],
         "patch_size": patch_size,
         **tables["thresholds"],
         "rule": f"an {'image' if item == 'image' else 'acquisition'} is rejected if any patch "
@@ -275,7 +277,8 @@ def _figures(
 
 
 def _png_name(r: dict[str, Any]) -> str:
-    return f"{r['strip']}_run{r['run']}_f{r['frame']}_v{r['vial']}_r{r['region']}.png"
+    image = f"f{r['frame']}" if r["kind"] == "frame" else r["kind"]
+    return f"{r['strip']}_run{r['run']}_{image}_v{r['vial']}_r{r['region']}.png"
 
 
 def _panels(
@@ -293,9 +296,12 @@ def _panels(
             raise ValueError(f"gallery must return {key!r} as ({rows.size}, P, P); got {found}")
     out = {}
     for i, p in enumerate(picks.itertuples()):
-        strip = None if strip_image is None else np.asarray(strip_image(int(p.acq), int(p.frame)))
+        strip = (
+            None if strip_image is None else np.asarray(strip_image(int(p.acq), p.kind, p.frame))
+        )
         box = None if strip is None else (int(p.y0), int(p.x0), int(p.y1), int(p.x1))
-        title = f"{p.reason}: {p.strip} run {p.run} frame {p.frame} vial {p.vial} R{p.region}, "
+        where = f"{p.strip} run {p.run} {image_name(p.kind, p.frame)} vial {p.vial} R{p.region}"
+        title = f"{p.reason}: {where}, "
         title += (
             f"score {p.score:.4f} > {p.threshold:.4f}" if p.margin > 0 else f"score {p.score:.4f}"
         )

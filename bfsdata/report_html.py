@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from bfsdata.config import image_name
 from bfsdata.report_tables import LEVEL, region_name
 
 MAX_ROWS = 300  # longest per-item table shown; metrics.json has them all
@@ -117,7 +118,7 @@ def _region_wise(m: Mapping[str, Any]) -> str:
         + (
             "Tile column: the tiles of one column of an image"
             if images
-            else "Vial: the 4 regions of one vial in one frame"
+            else "Vial: the 4 regions of one vial in one image"
         )
         + ", rejected if any exceeds its region threshold; its AUROC is on the margin "
         "max(score - threshold).</p>"
@@ -236,8 +237,8 @@ def _gallery(
         where = (
             f"image {escape(str(g['strip']))}, tile column {g['vial']}"
             if item == "image"
-            else f"strip {escape(str(g['strip']))}, run {g['run']}, frame {g['frame']}, "
-            f"vial {g['vial']}"
+            else f"strip {escape(str(g['strip']))}, run {g['run']}, "
+            f"{image_name(g['kind'], g['frame'])}, vial {g['vial']}"
         )
         head = (
             f"<b>{escape(g['reason'])}</b> — {where}, {escape(region_name(g['region'], item))}: "
@@ -245,11 +246,11 @@ def _gallery(
         )
         pic = img(g["png"], f"patch {g['patch']}") if g.get("png") else ""
         out.append(f'<div class="item">{head}<br>{pic}</div>')
-    cols = ["strip", "run", "label", "frame", "vial", "region", "score", "margin"]
+    cols = ["strip", "run", "label", "image", "vial", "region", "score", "margin"]
     fmt = {"score": ".5f", "margin": "+.5f"}
     rows = [
         [format(r[c], fmt[c]) if c in fmt else escape(str(r[c])) for c in cols]
-        for r in wrong[:MAX_ROWS]
+        for r in ({**r, "image": image_name(r["kind"], r["frame"])} for r in wrong[:MAX_ROWS])
     ]
     more = f" (first {MAX_ROWS} of {len(wrong)})" if len(wrong) > MAX_ROWS else ""
     return (

@@ -2,10 +2,11 @@
 
 Four levels of items, each judged with its own thresholds (paper section 7.4):
 
-- patch (Table 1): one patch of one frame; its label is `defect_here` (a good strip's patches
-  are all good). Patches of defective strips without annotation (`defect_here` null) have no
-  patch label and are left out of the patch and vial figures; they are counted.
-- vial (Table 1's "Vial" column): the 4 regions of one vial in one frame, rejected when any
+- patch (Table 1): one patch of one test image (a frame or a rank image); its label is
+  `defect_here` (a good strip's patches are all good). Patches of defective strips without
+  annotation (`defect_here` null) have no patch label and are left out of the patch and vial
+  figures; they are counted.
+- vial (Table 1's "Vial" column): the 4 regions of one vial in one image, rejected when any
   region scores over its patch threshold, defective when any of its patches is.
 - strip (Table 2): one acquisition (strip, run), all its patches (3 frames x 5 vials x 4 regions
   in the paper), rejected when any patch scores over its region's strip threshold (eq. 13).
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bfsdata.config import KINDS
 from bfsdata.decisions import knapp, reject_items, runwise, runwise_decider, threshold_vector
 from bfsdata.manifest import PATCHES
 from bfsdata.metrics import auroc, rates
@@ -41,7 +43,7 @@ from bfsdata.thresholds import (
 REGION_NAMES = {0: "R0 flag", 1: "R1 upper body", 2: "R2 liquid", 3: "R3 bottom"}
 SPLITS = ("val", "calib", "test")
 ACQ = ["strip", "run"]  # a strip-wise item: the product inspected once
-VIAL = ["strip", "run", "frame", "vial"]
+VIAL = ["strip", "run", "kind", "frame", "vial"]
 BOX = ["y0", "x0", "y1", "x1"]  # crop box in the source frame, px
 Thresholds = dict[int, float]
 
@@ -87,11 +89,7 @@ def prepare(scores: pd.DataFrame) -> Kit:
         )
     df = scores.reset_index(drop=True).copy()
     checks = [
-        (
-            df["kind"] != "frame",
-            "kind",
-            "are not 'frame' (rank images are not scored at test time)",
-        ),
+        (~df["kind"].isin(KINDS), "kind", f"are not {'|'.join(KINDS)}"),
         (~df["label"].isin(["good", "defect"]), "label", "are not good|defect"),
         (~df["split"].isin(SPLITS), "split", f"are not {'|'.join(SPLITS)}"),
         (df["score"].isna(), "score", "are NaN (score every patch first)"),
@@ -236,7 +234,7 @@ def strip_wise(
     t3 |= rates(strips["is_defect"], strips["rejected"], alpha)
     t3["decisions"] = {k: int(v) for k, v in strips["decision"].value_counts().items()}
     worst = worst_patches(df, ts["strip"])
-    items = items.merge(worst[[*ACQ, "acq", "frame", "vial", "region", "score"]], on=ACQ)
+    items = items.merge(worst[[*ACQ, "acq", "kind", "frame", "vial", "region", "score"]], on=ACQ)
     return t2, t3, items, strips
 
 
@@ -319,7 +317,8 @@ def gallery_picks(
     """Patches to show: the worst patch of every strip misjudged run-wise (run thresholds; for
     a defective strip its annotated patch when it has one, the one that should have fired),
     then of the n most anomalous other strips (strip thresholds). One patch per strip."""
-    cols = [*["patch", "acq", "strip", "run", "frame", "vial", "region", "label", "score"], *BOX]
+    cols = ["patch", "acq", "strip", "run", "kind", "frame", "vial", "region", "label", "score"]
+    cols += BOX
     picks = []
     for s in strips[~strips["correct"]].itertuples():
         rows = df[df["strip"] == s.strip]

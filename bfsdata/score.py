@@ -1,7 +1,8 @@
 """Score patches with an exported model: phi = 1 - SSIM(X, X^) per patch, streamed, resumable.
 
-Test acquisitions are scored as the machine sees them: the pipeline's test frames only (paper:
-first, eighth and last frame, 3 x 5 vials x 4 regions = 60 patches per acquisition), one
+Test acquisitions are scored as the machine sees them: the pipeline's test images only (paper:
+first, eighth and last frame, 3 x 5 vials x 4 regions = 60 patches per acquisition; a pipeline
+may add or score instead the max rank image, `acquisition.test_kinds`), one
 acquisition per batch by default, so the per-batch time is the time per strip inspection.
 Scores are written in parts (`.parts/part-<n>.parquet`, each after its data was scored), so an
 interrupted run resumes with the parts that are missing; `scores.parquet` joins them at the end.
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bfsdata import manifest, store
-from bfsdata.config import Pipeline
+from bfsdata.config import Pipeline, image_name
 from bfsdata.parallel import progress_bar, run_tasks
 
 log = logging.getLogger(__name__)
@@ -41,20 +42,22 @@ class ScoreError(ValueError):
 
 
 def scoring_rows(workspace: Path, pipe: Pipeline) -> pd.DataFrame:
-    """Patch rows of the val, calib and test splits at the test frames, with their split."""
+    """Patch rows of the val, calib and test splits at the test images, with their split."""
     ws = Path(workspace)
     splits = manifest.read(ws, manifest.SPLITS_SCHEMA)
     if splits.empty:
         raise ScoreError(f"{ws}: no splits.parquet; run `bfsdata split -w {ws}` first")
     patches = manifest.read(ws, manifest.PATCHES)
-    frames = list(pipe.acquisition.test_frames)
-    rows = patches[(patches["kind"] == "frame") & patches["frame"].isin(frames)]
+    images = pipe.acquisition.test_images()
+    wanted = pd.MultiIndex.from_tuples(images, names=["kind", "frame"])
+    rows = patches[pd.MultiIndex.from_frame(patches[["kind", "frame"]]).isin(wanted)]
     rows = rows.merge(splits[["strip", "split"]], on="strip", how="inner")
     rows = rows[rows["split"].isin(["val", "calib", "test"])]
     if rows.empty:
         raise ScoreError(
-            f"{ws}: no frame patches at test frames {frames} in the val/calib/test splits; were "
-            "they patched (`bfsdata patch --frames`) and split?"
+            f"{ws}: no patches of the test images ({', '.join(image_name(*i) for i in images)}) "
+            "in the val/calib/test splits; were they patched (`bfsdata patch --frames --kinds`) "
+            "and split?"
         )
     # One acquisition after another, in store order inside each: sequential shard reads.
     return rows.sort_values(["acq", "patch"]).reset_index(drop=True)

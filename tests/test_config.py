@@ -70,6 +70,14 @@ def test_partial_file_keeps_other_defaults(tmp_path: Path) -> None:
     assert pipe.layout == LayoutConfig()
 
 
+def test_test_images_are_the_test_frames_then_the_rank_images() -> None:
+    acq = AcquisitionConfig(frames=4, ranks=(1, 4), test_frames=(0, 3))
+    assert acq.test_images() == [("frame", 0), ("frame", 3)]
+    both = dataclasses.replace(acq, test_kinds=("rank_max", "frame"))
+    assert both.test_images() == [("frame", 0), ("frame", 3), ("rank_max", -1)]
+    assert dataclasses.replace(acq, test_kinds=("rank_max",)).test_images() == [("rank_max", -1)]
+
+
 def test_unknown_pipeline_name_lists_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"no such pipeline file \(known names: .*bfs-5vial"):
         load_pipeline("no-such-pipeline")
@@ -99,6 +107,12 @@ def test_unknown_pipeline_name_lists_known_ones() -> None:
         ("acquisition:\n  ranks: [1, 1]\n", r"acquisition\.ranks: has duplicates"),
         ("acquisition:\n  ranks: []\n", r"acquisition\.ranks: needs at least one rank"),
         ("acquisition:\n  test_frames: [0, 16]\n", r"acquisition\.test_frames: 16 not in 0\.\.15"),
+        ("acquisition:\n  test_kinds: []\n", r"acquisition\.test_kinds: needs at least one"),
+        ("acquisition:\n  test_kinds: [rank]\n", r"acquisition\.test_kinds: 'rank' is not one"),
+        (
+            "acquisition:\n  ranks: [16]\n  test_kinds: [rank_min]\n",
+            r"acquisition\.test_kinds: rank_min needs rank 1 in acquisition\.ranks \[16\]",
+        ),
         ("store:\n  clevel: 12\n", r"store\.clevel: must be 0\.\.9, got 12"),
         ("store:\n  cname: gzip\n", r"store\.cname: unknown"),
         ("store:\n  patch_shard: 0\n", r"store\.patch_shard: must be >= 1"),

@@ -24,6 +24,7 @@ from workspace_fixtures import (
     SIZE,
     TEST_FRAMES,
     SharedRun,
+    copy_workspace,
     draw_run,
     shared_run,
     tiny_pipeline,
@@ -31,6 +32,7 @@ from workspace_fixtures import (
 
 from bfsdata.cli import app
 from bfsdata.config import PatchConfig
+from bfsdata.evaluate import evaluate
 from bfsdata.infer import InferError, infer, load_thresholds, run_folders
 from bfsdata.score import ScoreError, load_scorer, score, scoring_rows
 
@@ -107,6 +109,29 @@ def test_infer_scores_equal_the_report_scores(run: SharedRun, inferred) -> None:
         # the same crop boxes as ingest + patch found
         boxes = np.stack(both["box"].to_numpy())
         np.testing.assert_array_equal(boxes, both[["y0", "x0", "y1", "x1"]].to_numpy())
+
+
+def test_rank_images_scored_by_report_and_infer_agree(run: SharedRun, tmp_path: Path) -> None:
+    """acquisition.test_kinds [frame, rank_max]: the report scores the stored max rank patches,
+    thresholds.json names the kinds, and infer computes the rank image from the raw frames
+    and gives its patches the same scores."""
+    ws = copy_workspace(run.ws, tmp_path / "ws")
+    acq = dataclasses.replace(run.pipe.acquisition, test_kinds=("frame", "rank_max"))
+    pipe = dataclasses.replace(run.pipe, acquisition=acq)
+    evaluate(ws, pipe, run="tiny", name="ranks")
+    rep = ws / "reports" / "ranks"
+    assert json.loads((rep / "thresholds.json").read_text())["kinds"] == ["frame", "rank_max"]
+    scores = pd.read_parquet(rep / "scores.parquet")
+    per_acq = (len(TEST_FRAMES) + 1) * N_CELLS
+    assert len(scores) == 3 * RUNS * per_acq and (scores["kind"] == "rank_max").any()
+    out = infer([ws / "raw" / "D1" / "run_2"], ws / "runs" / "tiny", rep / "thresholds.json",
+                run.pipe, tmp_path / "infer")  # fmt: skip
+    got = pd.DataFrame(json.loads((out.out_dir / "D1_run2.json").read_text())["patches"])
+    assert len(got) == per_acq
+    want = scores[(scores["strip"] == "D1") & (scores["run"] == 2)]
+    both = got.merge(want, on=["kind", "frame", "vial", "region"], validate="1:1")
+    assert len(both) == per_acq
+    np.testing.assert_allclose(both["score_x"], both["score_y"], atol=1e-5)
 
 
 def test_infer_decisions_follow_the_thresholds(run: SharedRun, inferred) -> None:

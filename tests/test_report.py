@@ -32,7 +32,7 @@ TIMING = {
 # defective strip -> chance its defect shows in a run: D2 and D4 are the hard ones (grey zone)
 VISIBLE = {"D0": 1.0, "D1": 0.9, "D2": 0.5, "D3": 1.0, "D4": 0.45, "D5": 1.0}
 THRESHOLD_KEYS = {
-    "format", "policy", "min_agree", "regions", "vials", "frames", "patch_size", "patch",
+    "format", "policy", "min_agree", "regions", "vials", "frames", "kinds", "patch_size", "patch",
     "strip", "run", "rule", "model_run", "fitted_on", "created_at", "bfsdata_version",
 }  # fmt: skip
 
@@ -93,7 +93,7 @@ def fake_gallery(calls: list) -> object:
     return gallery
 
 
-def strip_image(acq: int, frame: int) -> np.ndarray:
+def strip_image(acq: int, kind: str, frame: int) -> np.ndarray:
     return np.full((300, 320), 90 + frame, np.uint8)  # (H, W): boxes lie inside it
 
 
@@ -138,8 +138,8 @@ def test_thresholds_json_is_the_calib_fit(done) -> None:
     assert (th["policy"], th["min_agree"], th["fitted_on"], th["model_run"]) == (
         "accuracy", 7, "calib", "r1"
     )  # fmt: skip
-    assert (th["regions"], th["vials"], th["frames"], th["patch_size"]) == (
-        [0, 1, 2, 3], 5, [0, 7, 15], 16
+    assert (th["regions"], th["vials"], th["frames"], th["kinds"], th["patch_size"]) == (
+        [0, 1, 2, 3], 5, [0, 7, 15], ["frame"], 16
     )  # fmt: skip
     calib = df[df["split"] == "calib"]
     patch = fit_region_thresholds(labelled(calib), "accuracy")
@@ -338,8 +338,8 @@ def _bad(df: pd.DataFrame, what: str) -> pd.DataFrame:
     df = df.copy()
     if what == "column":
         return df.drop(columns="score")
-    if what == "rank":
-        df.loc[0, "kind"] = "rank_min"
+    if what == "kind":
+        df.loc[0, "kind"] = "mask"
     elif what == "label":
         df.loc[0, "label"] = "unknown"
     elif what == "nan":
@@ -351,11 +351,32 @@ def _bad(df: pd.DataFrame, what: str) -> pd.DataFrame:
     return df
 
 
+def test_rank_images_are_test_images_like_frames(tmp_path: Path) -> None:
+    """acquisition.test_kinds [frame, rank_max]: the rank image's patches are one more image of
+    each acquisition; every table takes them in, thresholds.json names both kinds."""
+    df = make_scores()
+    rank = df[df["frame"] == 0].assign(kind="rank_max", frame=-1)
+    rank["score"] += 0.002  # differs from frame 0's, so a table that drops it shows
+    df = pd.concat([df, rank.assign(patch=rank["patch"] + len(df))], ignore_index=True)
+    run_report(tmp_path, df, gallery=fake_gallery([]), strip_image=strip_image, patch_size=16)
+    th = json.loads((tmp_path / "rep" / "thresholds.json").read_text())
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert (th["frames"], th["kinds"]) == ([0, 7, 15], ["frame", "rank_max"])
+    _, M, d = acquisitions(df[df["split"] == "test"])
+    t2 = rates(d, reject_items(M, _regions(th["strip"])))
+    assert {k: m["strip_wise"][k] for k in t2} == t2
+    vials = m["region_wise"]["vial"]
+    assert vials["n"] == 5 * 10 * 4 * 5  # 5 annotated test strips x 10 runs x 4 images x 5 vials
+    assert any(p["kind"] == "rank_max" for p in m["gallery"])
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "rank_max, vial" in html
+
+
 @pytest.mark.parametrize(
     "what, match",
     [
         ("column", r"scores lack columns \['score'\]"),
-        ("rank", "rows of column 'kind' are not 'frame'"),
+        ("kind", "rows of column 'kind' are not frame|rank_min|rank_max"),
         ("label", "rows of column 'label' are not good|defect"),
         ("nan", "rows of column 'score' are NaN"),
         ("good_defect", "patches of good strips have defect_here True"),
