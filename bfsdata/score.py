@@ -1,9 +1,9 @@
 """Score patches with an exported model: phi = 1 - SSIM(X, X^) per patch, streamed, resumable.
 
 Test acquisitions are scored as the machine sees them: the pipeline's test images only (paper:
-first, eighth and last frame, 3 x 5 vials x 4 regions = 60 patches per acquisition; a pipeline
-may add or score instead the max rank image, `acquisition.test_kinds`), one
-acquisition per batch by default, so the per-batch time is the time per strip inspection.
+first, eighth and last frame, 3 x 5 vials x 4 regions = 60 patches per acquisition;
+`acquisition.test_kinds` may add the max rank image or score it instead), one acquisition per
+batch by default, so the per-batch time is the time per strip inspection.
 Scores are written in parts (`.parts/part-<n>.parquet`, each after its data was scored), so an
 interrupted run resumes with the parts that are missing; `scores.parquet` joins them at the end.
 
