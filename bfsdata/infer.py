@@ -133,9 +133,9 @@ def infer(
     for folder in image_files(acquisitions) if images else run_folders(acquisitions):
         t0 = time.perf_counter()
         if images:
-            frames, boxes, patches, meta = _cut_image(folder, pipe, th)
+            scored, boxes, patches, meta = _cut_image(folder, pipe, th)
         else:
-            frames, boxes, patches, meta = _cut(folder, pipe, _test_images(pipe, th))
+            scored, boxes, patches, meta = _cut(folder, pipe, _test_images(pipe, th))
         out = serve(patches)
         scores = out["score"]  # (I * V * R,), image-major as cut
         ms = (time.perf_counter() - t0) * 1e3
@@ -171,7 +171,7 @@ def infer(
         name = f"{strip}_run{run}"
         _write_json(out_dir / f"{name}.json", record)
         _overlay(
-            frames[0], boxes, per_cell > strip_t, out["heatmap"][..., 0], out_dir / f"{name}.png"
+            scored[0], boxes, per_cell > strip_t, out["heatmap"][..., 0], out_dir / f"{name}.png"
         )
         rows.append(
             {
