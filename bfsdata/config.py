@@ -13,6 +13,11 @@ KINDS = ("frame", "rank_min", "rank_max")
 IMAGE_LAYOUTS = ("grid", "resize")  # layout modes of image-folder data (bfsdata.grid)
 
 
+def kind_rank(kind: str, frames: int) -> int:
+    """HALCON rank of a rank-image kind over `frames` frames: rank_min 1, rank_max `frames`."""
+    return 1 if kind == "rank_min" else frames
+
+
 def image_name(kind: str, frame: int) -> str:
     """How reports name one image of an acquisition: `frame 7`, or the rank kind."""
     return f"frame {int(frame)}" if kind == "frame" else kind
@@ -46,7 +51,7 @@ class AcquisitionConfig:
         _check(len(self.test_kinds) >= 1, "acquisition.test_kinds", "needs at least one kind")
         for k in self.test_kinds:
             _check(k in KINDS, "acquisition.test_kinds", f"{k!r} is not one of {', '.join(KINDS)}")
-            rank = 1 if k == "rank_min" else self.frames  # HALCON rank of the rank image
+            rank = kind_rank(k, self.frames)
             _check(
                 k == "frame" or rank in self.ranks,
                 "acquisition.test_kinds",

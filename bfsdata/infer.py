@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bfsdata import provenance
-from bfsdata.config import IMAGE_LAYOUTS, Pipeline
+from bfsdata.config import IMAGE_LAYOUTS, Pipeline, kind_rank
 from bfsdata.crop import cut_patches, to_uint8
 from bfsdata.decisions import runwise
 from bfsdata.folder import IMAGE_RE, image_id
@@ -248,11 +248,11 @@ def _cut(folder: Path, pipe: Pipeline, test: list[tuple[str, int]]):
         raise InferError(str(e)) from None
     geo = scale_layout(pipe.layout, header.height, header.width)
     p = pipe.patch
-    reg = register(rank_images(stack, [n])[0], geo, p.rotation)
-    ranks = {
-        k: rank_images(stack, [1 if k == "rank_min" else n])[0] for k, _ in test if k != "frame"
-    }
-    images = np.stack([stack[f] if k == "frame" else ranks[k] for k, f in test])
+    # Each rank image once: registration reads rank_max, the test images may need it too.
+    kinds = sorted({"rank_max", *(k for k, _ in test if k != "frame")})
+    ranked = dict(zip(kinds, rank_images(stack, [kind_rank(k, n) for k in kinds]), strict=True))
+    reg = register(ranked["rank_max"], geo, p.rotation)
+    images = np.stack([stack[f] if k == "frame" else ranked[k] for k, f in test])
     flat = reg.boxes.reshape(-1, 4)
     warp = reg.warp(p.subpixel)
     patches = np.concatenate(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bfsdata import manifest, provenance, store
-from bfsdata.config import IMAGE_LAYOUTS, Pipeline, parse_frames
+from bfsdata.config import IMAGE_LAYOUTS, Pipeline, kind_rank, parse_frames
 from bfsdata.grid import Tiling, TilingError, plan_tiling
 from bfsdata.layout import Geometry, RegistrationError, scale_layout
 
@@ -70,7 +70,8 @@ def make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
     ranks = [int(r) for r in root.attrs.get("ranks", [])]
     n_frames = int(acqs["n_frames"].iloc[0])
     rank_index = {}
-    for kind, r in (("rank_min", 1), ("rank_max", n_frames)):
+    for kind in ("rank_min", "rank_max"):
+        r = kind_rank(kind, n_frames)
         if r in ranks:
             rank_index[kind] = ranks.index(r)
         elif kind in pipe.patch.kinds:

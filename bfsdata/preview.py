@@ -14,6 +14,7 @@ import pandas as pd
 import zarr
 
 from bfsdata import manifest, store
+from bfsdata.config import kind_rank
 from bfsdata.crop import to_uint8
 from bfsdata.workspace import png_bytes, write_atomic
 
@@ -120,6 +121,5 @@ def source_image(root: zarr.Group, acq: int, kind: str, frame: int) -> np.ndarra
     """The image of one acquisition that patches of (kind, frame) were cut from, (H, W) uint8."""
     if kind == "frame":
         return to_uint8(root["frames"][acq, frame])
-    n = int(root["frames"].shape[1])
-    rank = list(root.attrs["ranks"]).index(1 if kind == "rank_min" else n)
-    return to_uint8(root["rank"][acq, rank])
+    rank = kind_rank(kind, int(root["frames"].shape[1]))
+    return to_uint8(root["rank"][acq, list(root.attrs["ranks"]).index(rank)])

@@ -24,6 +24,7 @@ import pandas as pd
 import zarr
 
 from bfsdata import manifest, provenance, store
+from bfsdata.config import kind_rank
 from bfsdata.crop import cut_patches
 from bfsdata.layout import window_warp
 from bfsdata.parallel import progress_bar
@@ -282,7 +283,7 @@ def _recompute(
     size = have.shape[1]
     differ = []
     for (kind, frame), group in mine.groupby(["kind", "frame"], sort=False):
-        rank = 1 if kind == "rank_min" else len(frames)  # HALCON rank of the rank image
+        rank = kind_rank(kind, len(frames))
         if kind == "frame":
             image = frames[int(frame)]
         elif stored is not None and rank in ranks:
