@@ -285,7 +285,7 @@ def _write_shards(task: _Task, named: tuple[tuple[str, np.ndarray], ...]) -> Non
     root = store.open_store(task.store)
     for name, data in named:
         store.delete_shards(root[name], [task.row])
-        store.ts_array(task.store, name)[task.row].write(data).result()
+        store.write_shard(task.store, name, task.row, data[None])
         crash_point(f"ingest.{name}")
 
 

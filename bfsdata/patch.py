@@ -195,7 +195,6 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
     plan = unit.plan
     root = store.open_store(plan.store)
     store.delete_shards(root["patches"], range(unit.first_shard, unit.first_shard + unit.n_shards))
-    arr = store.ts_array(plan.store, "patches")
     names = ("frames", "masks") if plan.tiling is not None else ("frames", "rank")
     src = {name: store.ts_array(plan.store, name) for name in names}
     s = plan.shard
@@ -218,12 +217,12 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
             rows.loc[rows.index[done : done + take], "patch"] = shard * s + fill + np.arange(take)
             fill, done = fill + take, done + take
             if fill == s:
-                arr[shard * s : (shard + 1) * s].write(buf).result()
+                store.write_shard(plan.store, "patches", shard * s, buf)
                 crash_point("patch.shard")
                 fill, shard = 0, shard + 1
         tables.append(rows)
     if fill:
-        arr[shard * s : shard * s + fill].write(buf[:fill]).result()
+        store.write_shard(plan.store, "patches", shard * s, buf[:fill])
     out = pd.concat(tables, ignore_index=True) if tables else manifest.PATCHES.empty()
     crash_point("patch.unit")
     return out, problems

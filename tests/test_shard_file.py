@@ -1,0 +1,111 @@
+"""bfsdata.shard_file writes zarr v3 shards that zarr-python and tensorstore read back."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorstore as ts
+import zarr
+from zarr.codecs import BloscCodec, GzipCodec
+
+from bfsdata import shard_file, store
+from bfsdata.config import StoreConfig
+
+
+def _array(folder: Path, shape, shards, chunks, dtype, **codec) -> zarr.Array:
+    return zarr.create_array(
+        str(folder),
+        shape=shape,
+        shards=shards,
+        chunks=chunks,
+        dtype=dtype,
+        compressors=BloscCodec(**codec) if codec else store.codec(StoreConfig()),
+        fill_value=0,
+        zarr_format=3,
+    )
+
+
+def _ts_read(folder: Path, sel) -> np.ndarray:
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(folder)}}
+    return ts.open(spec, open=True).result()[sel].read().result()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "codec"),
+    [
+        ("uint8", {}),  # the store's default: lz4 + bit shuffle
+        ("uint16", {"cname": "zstd", "clevel": 3, "shuffle": "shuffle"}),
+    ],
+)
+def test_frames_shard_reads_back_in_zarr_and_tensorstore(tmp_path: Path, dtype, codec) -> None:
+    folder = tmp_path / "frames"
+    _array(folder, (3, 4, 24, 40), (1, 4, 24, 40), (1, 1, 24, 40), dtype, **codec)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, np.iinfo(dtype).max, (1, 4, 24, 40), dtype=dtype)
+    data[0, 2] = 0  # a chunk equal to the fill value is written like any other
+    assert shard_file.write(folder, 1, data)
+    arr = zarr.open_array(str(folder), mode="r")
+    np.testing.assert_array_equal(arr[1], data[0])
+    np.testing.assert_array_equal(arr[0], 0)  # other shards untouched
+    np.testing.assert_array_equal(_ts_read(folder, 1), data[0])
+    assert not list(folder.rglob("*.partial"))
+
+
+def test_partial_last_shard_leaves_the_rest_to_the_fill_value(tmp_path: Path) -> None:
+    folder = tmp_path / "patches"
+    _array(folder, (16, 8, 8), (8, 8, 8), (1, 8, 8), "uint8")
+    data = np.arange(5 * 64, dtype=np.uint8).reshape(5, 8, 8) + 1
+    assert shard_file.write(folder, 8, data)  # rows 8..12 of shard 1
+    got = zarr.open_array(str(folder), mode="r")[8:16]
+    np.testing.assert_array_equal(got[:5], data)
+    np.testing.assert_array_equal(got[5:], 0)
+    np.testing.assert_array_equal(_ts_read(folder, slice(8, 13)), data)
+
+
+def test_rewrite_replaces_the_shard_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "patches"
+    _array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
+    shard_file.write(folder, 0, np.full((4, 4, 4), 7, np.uint8))
+    shard_file.write(folder, 0, np.full((2, 4, 4), 9, np.uint8))
+    got = zarr.open_array(str(folder), mode="r")[:4]
+    np.testing.assert_array_equal(got[:2], 9)
+    np.testing.assert_array_equal(got[2:], 0)  # no chunk of the old shard survives
+
+
+def test_other_layouts_are_left_to_the_caller(tmp_path: Path) -> None:
+    gzip = tmp_path / "gzip"
+    zarr.create_array(
+        str(gzip), shape=(2, 4, 4), shards=(1, 4, 4), chunks=(1, 4, 4), dtype="uint8",
+        compressors=GzipCodec(), zarr_format=3,
+    )  # fmt: skip
+    plain = tmp_path / "plain"
+    _ = zarr.create_array(str(plain), shape=(2, 4, 4), chunks=(1, 4, 4), dtype="uint8")
+    data = np.ones((1, 4, 4), np.uint8)
+    assert not shard_file.write(gzip, 0, data)
+    assert not shard_file.write(plain, 0, data)
+    assert not shard_file.write(tmp_path / "missing", 0, data)
+    assert not list(gzip.rglob("c/*")) and not list(plain.rglob("c/*"))
+
+
+def test_row_must_start_a_shard(tmp_path: Path) -> None:
+    folder = tmp_path / "patches"
+    _array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
+    with pytest.raises(ValueError, match="does not start a shard"):
+        shard_file.write(folder, 2, np.ones((2, 4, 4), np.uint8))
+
+
+def test_a_file_system_without_o_direct_gets_a_buffered_write(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no tmpfs at /dev/shm")
+    folder = shm / f"bfsdata-test-{tmp_path.name}"
+    try:
+        _array(folder, (2, 4, 4), (1, 4, 4), (1, 4, 4), "uint8")
+        data = np.full((1, 4, 4), 5, np.uint8)
+        assert shard_file.write(folder, 1, data)
+        np.testing.assert_array_equal(zarr.open_array(str(folder), mode="r")[1], data[0])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
