@@ -1,9 +1,11 @@
 """Training input throughput: store reads, reads + augmentation, and a folder of PNG files.
 
-(a) `train_dataset` alone: tensorstore batch reads of shuffled rows, uint8 -> float32.
-(b) (a) then `augment` (rotation + flip + Perlin perturbation) mapped after batching.
+(a) `train_dataset` alone: tensorstore batch reads of shuffled rows, uint8 batches.
+(b) (a) then what training maps over it: `to_float` and `augment` (rotation + flip + Perlin
+    perturbation), float32 batches.
 (c) the usual anomaly-detection loader: one PNG file per patch (list_files -> read_file ->
-    decode_png -> batch), on the same patches exported once under bench-out/.
+    decode_png -> batch), on the same patches exported once under bench-out/; uint8 batches,
+    as (a), so that (a) / (c) compares the reads and nothing else.
 Targets on 2 cores, 256x256 patches: (a) >= 4,000 patches/s and >= 5x (c); (b) >= 1,500.
 
 Besides wall-clock patches/s the script prints CPU seconds per 1,000 patches (process time)
@@ -31,7 +33,7 @@ from common import OUT, raw_folder, timer
 from bfsdata import manifest, store
 from bfsdata.augment import augment
 from bfsdata.ingest import ingest
-from bfsdata.loader import train_dataset
+from bfsdata.loader import to_float, train_dataset
 from bfsdata.patch import patch
 from bfsdata.pipeline_file import load_pipeline
 
@@ -60,7 +62,7 @@ def main() -> None:
     raw = train_dataset(store.store_path(ws), rows, batch=args.batch, seed=0)
     cfg = pipe.train.augment
     aug = raw.map(
-        lambda x, s: augment(x, s, cfg, seed=0),
+        lambda x, s: augment(to_float(x), s, cfg, seed=0),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     ).prefetch(tf.data.AUTOTUNE)
@@ -119,8 +121,7 @@ def png_dataset(folder, batch: int) -> tf.data.Dataset:
     """The folder-of-images loader of common anomaly-detection libraries."""
 
     def decode(path: tf.Tensor) -> tf.Tensor:
-        img = tf.io.decode_png(tf.io.read_file(path), channels=1)  # (P, P, 1) uint8
-        return tf.cast(img, tf.float32) / 255.0
+        return tf.io.decode_png(tf.io.read_file(path), channels=1)  # (P, P, 1) uint8
 
     ds = tf.data.Dataset.list_files(str(folder / "*.png"), shuffle=True, seed=0).repeat()
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)

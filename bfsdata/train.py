@@ -82,7 +82,7 @@ def train(
     import tensorflow as tf
 
     from bfsdata.augment import augment
-    from bfsdata.loader import train_dataset
+    from bfsdata.loader import to_float, train_dataset
     from bfsdata.model import checkpoint
     from bfsdata.model.callbacks import Checkpoints, Preview, Throughput
     from bfsdata.model.export import export
@@ -133,7 +133,7 @@ def train(
     aug = cfg.augment
 
     def with_aug(x: tf.Tensor, step: tf.Tensor) -> dict[str, tf.Tensor]:
-        return augment(x, step, aug, cfg.seed)
+        return augment(to_float(x), step, aug, cfg.seed)
 
     data = (
         train_dataset(store_dir, train_rows, batch=opt.batch, seed=cfg.seed, start_step=start_step)
@@ -203,12 +203,13 @@ def _val_data(tf, store_dir: str, val_rows: np.ndarray, opt):
     """A fixed, seeded sample of val patches, clean in and clean out (no perturbation)."""
     if len(val_rows) == 0:
         return None
-    from bfsdata.loader import eval_dataset
+    from bfsdata.loader import eval_dataset, to_float
 
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(val_rows, min(len(val_rows), opt.val_patches), replace=False))
 
     def clean(x, _):
+        x = to_float(x)
         zeros = tf.zeros_like(x)
         return {"x": x, "x_noisy": x, "mask": zeros, "noise": zeros}
 

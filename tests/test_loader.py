@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import zarr
 
 from bfsdata.config import StoreConfig
-from bfsdata.loader import LoaderError, _Reader, eval_dataset, train_dataset
+from bfsdata.loader import LoaderError, _Reader, eval_dataset, to_float, train_dataset
 from bfsdata.store import require_patches
 
 N, P = 96, 32
@@ -41,7 +42,7 @@ def patch_store(tmp_path_factory) -> tuple[Path, np.ndarray]:
 
 def _ids(x) -> np.ndarray:
     """Store rows of a batch, from pixel (0, 0)."""
-    return np.rint(x.numpy()[:, 0, 0, 0] * 255).astype(int)
+    return x.numpy()[:, 0, 0, 0].astype(int)
 
 
 def _steps(ds, n: int) -> list[tuple[np.ndarray, int]]:
@@ -99,10 +100,11 @@ def test_values_are_the_stored_patches(patch_store):
     assert ds.element_spec[0].shape == (8, P, P, 1)
     x, _ = next(iter(ds))
     want = data[_ids(x)]
-    x = x.numpy()
-    assert x.dtype == np.float32
-    np.testing.assert_allclose(x[..., 0], want / 255, rtol=1e-6)
-    assert (np.rint(x[..., 0] * 255) == want).all()
+    assert x.dtype == tf.uint8
+    np.testing.assert_array_equal(x.numpy()[..., 0], want)
+    f = to_float(x).numpy()  # what training feeds the augmentation
+    assert f.dtype == np.float32 and f.shape == x.shape
+    np.testing.assert_allclose(f[..., 0], want / 255, rtol=1e-6)
 
 
 def test_eval_scan_in_given_order(patch_store):
@@ -113,7 +115,7 @@ def test_eval_scan_in_given_order(patch_store):
     idx = np.concatenate([i.numpy() for _, i in got])
     np.testing.assert_array_equal(idx, rows)
     x = np.concatenate([x.numpy() for x, _ in got])
-    assert (np.rint(x[..., 0] * 255) == data[rows]).all()
+    np.testing.assert_array_equal(x[..., 0], data[rows])
 
 
 def test_eval_scan_with_repeated_rows(patch_store):
@@ -121,7 +123,7 @@ def test_eval_scan_with_repeated_rows(patch_store):
     rows = np.array([9, 3, 9, 5])
     ((x, idx),) = list(eval_dataset(store, rows, batch=8))
     np.testing.assert_array_equal(idx.numpy(), rows)
-    assert (np.rint(x.numpy()[..., 0] * 255) == data[rows]).all()
+    np.testing.assert_array_equal(x.numpy()[..., 0], data[rows])
 
 
 def test_reader_pickles_without_its_handle(patch_store):
