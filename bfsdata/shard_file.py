@@ -17,6 +17,7 @@ The shard appears by rename, whole or not at all.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import mmap
@@ -114,19 +115,24 @@ def _write_file(path: Path, pieces: list[memoryview | bytes]) -> None:
 
 def _write_direct(tmp: Path, view: memoryview, n: int, padded: int) -> None:
     """Write view[:n] to `tmp`: O_DIRECT where the file system takes it, else buffered."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     direct = getattr(os, "O_DIRECT", 0)
+    if direct:
+        try:
+            _write_fd(tmp, direct, view[:padded])
+            os.truncate(tmp, n)  # the padding past the last byte goes
+            return
+        except OSError as e:  # EINVAL: this file system refuses O_DIRECT (tmpfs, some FUSE)
+            if e.errno != errno.EINVAL:
+                raise
+    _write_fd(tmp, 0, view[:n])
+
+
+def _write_fd(path: Path, extra_flags: int, data: memoryview) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | extra_flags, 0o644)
     try:
-        fd = os.open(tmp, flags | direct, 0o644)
-    except OSError:  # EINVAL: no O_DIRECT on this file system
-        fd, direct = os.open(tmp, flags, 0o644), 0
-    try:
-        end = padded if direct else n
         pos = 0
-        while pos < end:
-            pos += os.write(fd, view[pos:end])
-        if direct:
-            os.ftruncate(fd, n)  # the padding past the last byte goes
+        while pos < len(data):
+            pos += os.write(fd, data[pos:])
     finally:
         os.close(fd)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -97,15 +98,23 @@ def test_row_must_start_a_shard(tmp_path: Path) -> None:
         shard_file.write(folder, 2, np.ones((2, 4, 4), np.uint8))
 
 
-def test_a_file_system_without_o_direct_gets_a_buffered_write(tmp_path: Path) -> None:
-    shm = Path("/dev/shm")
-    if not shm.is_dir():
-        pytest.skip("no tmpfs at /dev/shm")
-    folder = shm / f"bfsdata-test-{tmp_path.name}"
-    try:
-        _array(folder, (2, 4, 4), (1, 4, 4), (1, 4, 4), "uint8")
-        data = np.full((1, 4, 4), 5, np.uint8)
-        assert shard_file.write(folder, 1, data)
-        np.testing.assert_array_equal(zarr.open_array(str(folder), mode="r")[1], data[0])
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="no O_DIRECT on this platform")
+def test_a_file_system_refusing_o_direct_gets_a_buffered_write(tmp_path: Path, monkeypatch) -> None:
+    """tmpfs before Linux 6.6 and some FUSE file systems answer O_DIRECT with EINVAL."""
+    real_open = os.open
+    refused = []
+
+    def open_refusing_direct(path, flags, *args):
+        if flags & os.O_DIRECT:
+            refused.append(path)
+            raise OSError(errno.EINVAL, "Invalid argument", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(shard_file.os, "open", open_refusing_direct)
+    folder = tmp_path / "frames"
+    _array(folder, (2, 4, 4), (1, 4, 4), (1, 4, 4), "uint8")
+    data = np.full((1, 4, 4), 5, np.uint8)
+    assert shard_file.write(folder, 1, data)
+    assert refused  # the direct write was tried first
+    np.testing.assert_array_equal(zarr.open_array(str(folder), mode="r")[1], data[0])
+    assert not list(folder.rglob("*.partial"))
