@@ -235,8 +235,9 @@ def _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler, r
         _ingest_image if images else _ingest_one,
         tasks,
         on_result,
-        # One thread more than cores: a task waiting on its tensorstore write leaves a core to
-        # the next decode (benchmarks/ingest.py: 85 -> 101 frames/s on 2 cores).
+        # One thread more than cores: a task waiting on its shard write (the disk, not the CPU,
+        # with O_DIRECT) leaves a core to the next decode (benchmarks/ingest.py, 6 strips, 2
+        # cores: 84-91% of the decode limit with 3 threads, 76-82% with 2).
         workers=workers or default_workers() + 1,
         scheduler=scheduler,
         label="ingest (frames)",
