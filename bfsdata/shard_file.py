@@ -10,8 +10,9 @@ aligned write per file.
 Only the layout bfsdata creates is written here: regular chunks inside `sharding_indexed`, inner
 codecs `bytes` + `blosc`, index codecs `bytes` (little endian) + `crc32c`. The bytes are the zarr
 v3 sharding format (chunks, then the index of (offset, nbytes) pairs in C order of the chunks,
-then the index's crc32c); zarr-python and tensorstore read them. Any other layout, or a file
-system that refuses O_DIRECT (tmpfs), falls back to the caller's writer or to a buffered write.
+then the index's crc32c); zarr-python and tensorstore read them. Any other layout falls back to
+the caller's writer, a file system that refuses O_DIRECT (tmpfs before Linux 6.6, some FUSE
+file systems) to a buffered write.
 The shard appears by rename, whole or not at all.
 """
 

@@ -19,10 +19,11 @@ an fsspec URL (s3://bucket/prefix, memory://...), which then holds `bfsdata.zarr
 `manifests/` as a workspace does, so workers on several machines share one store. The workspace
 keeps pipeline.yaml, runs/, reports/ and previews/, and records the location once in
 `<ws>/store.url`; later commands find it there. Folders (plain paths, file://) work as before:
-LocalStore, tensorstore's file driver, temp file + rename. URLs go through fsspec: zarr's
-FsspecStore, zarr-python instead of tensorstore (which has no fsspec backend; its own s3 driver
-is not used, as nothing could test it offline), and one PUT per manifest (an object store shows
-the old object or the new one, never half). memory:// lives in one process: threads only.
+LocalStore, tensorstore reads, whole shards written by bfsdata.shard_file, temp file + rename.
+URLs go through fsspec: zarr's FsspecStore, zarr-python instead of tensorstore (which has no
+fsspec backend; its own s3 driver is not used, as nothing could test it offline), and one PUT
+per manifest (an object store shows the old object or the new one, never half). memory://
+lives in one process: threads only.
 """
 
 from __future__ import annotations
@@ -317,7 +318,7 @@ def ts_array(store: Path | str, name: str) -> Any:
 def write_shard(store: str, name: str, row: int, data: np.ndarray) -> None:
     """Write one whole shard of array `name`: rows [row, row + len(data)), `row` its first.
 
-    A local folder gets the shard file straight from bfsdata.shard_file (no page cache: 20x less
+    A local folder gets the shard file straight from bfsdata.shard_file (no page cache: 40x less
     kernel CPU per MB here); a URL, or a layout that module does not write, goes through
     `ts_array`. Either way the shard appears whole or not at all.
     """
