@@ -10,7 +10,7 @@ stages gives the baseline memory every run starts from.
     python benchmarks/scale.py [--strips 2] [--runs 10] [--workers 2]   # under 5 min, 2 cores
     python benchmarks/scale.py --quick     # 2 vs 8 strips of 8 runs at 512x640
 
-The smaller size must give every worker whole tasks (workers x patch.acq_per_task = 16
+The smaller size must give every worker whole tasks (workers x patch.acq_per_task = 4
 acquisitions here): with fewer, fewer tasks run at once and peak memory grows with the
 parallelism reached, not with the data (the first --quick of 1 vs 4 strips of 4 runs: patch
 407 -> 595 MiB, one task of 8 acquisitions at 1x, two at 4x).

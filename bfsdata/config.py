@@ -152,7 +152,7 @@ class PatchConfig:
     input_bits: int = 0  # significant bits of 16-bit input (e.g. 12); 0 = the dtype's full range
     subpixel: bool = True  # crops follow the registration's sub-pixel remainder (crop.py)
     rotation: bool = True  # registration measures the strip's tilt; windows follow it (layout.py)
-    acq_per_task: int = 8  # acquisitions per parallel task (memory: ~1 acquisition per worker)
+    acq_per_task: int = 2  # per parallel task; small, so that the last tasks end together
 
     def __post_init__(self) -> None:
         _check(self.size >= 8, "patch.size", f"must be >= 8, got {self.size}")
