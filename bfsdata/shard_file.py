@@ -122,7 +122,7 @@ def _write_direct(tmp: Path, view: memoryview, n: int, padded: int) -> None:
             _write_fd(tmp, direct, view[:padded])
             os.truncate(tmp, n)  # the padding past the last byte goes
             return
-        except OSError as e:  # EINVAL: this file system refuses O_DIRECT (tmpfs, some FUSE)
+        except OSError as e:  # EINVAL: this file system refuses O_DIRECT (see the docstring)
             if e.errno != errno.EINVAL:
                 raise
     _write_fd(tmp, 0, view[:n])
