@@ -59,7 +59,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from bfsdata.config import AugmentConfig
+from bfsdata.train_config import AugmentConfig
 
 _ALG = "philox"  # fixed, not auto_select: the same (seed, step) draws the same on CPU and GPU
 _DRAWS = ("angle", "flip", "gate", "beta", "res_y", "res_x", "grad")

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from bfsdata.augment import _perlin, augment, perlin_levels, perlin_noise, rotate_flip
-from bfsdata.config import AugmentConfig
+from bfsdata.train_config import AugmentConfig
 
 B, P = 16, 64
 CFG = AugmentConfig()

@@ -21,7 +21,6 @@ from bfsdata import manifest, store
 from bfsdata.cli import app
 from bfsdata.config import (
     AcquisitionConfig,
-    ModelConfig,
     PatchConfig,
     Pipeline,
     SplitConfig,
@@ -31,6 +30,7 @@ from bfsdata.ingest import ingest
 from bfsdata.patch import patch
 from bfsdata.split import split
 from bfsdata.stats import stats
+from bfsdata.train_config import ModelConfig
 from bfsdata.verify import VerifyError, verify
 
 PER_ACQ = (FRAMES + 2) * 5 * 4  # (frames + rank images) x vials x regions

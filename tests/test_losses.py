@@ -13,8 +13,8 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
-from bfsdata.config import LossConfig
 from bfsdata.model import losses
+from bfsdata.train_config import LossConfig
 
 CFG = LossConfig(wa=1.5, wb=0.7, w1=2.0, w2=3.0, w3=5.0, w4=2.5, huber_delta=0.2)
 

@@ -28,15 +28,13 @@ import yaml
 
 from bfsdata.config import (
     AcquisitionConfig,
-    AugmentConfig,
-    ModelConfig,
-    OptimConfig,
     PatchConfig,
     Pipeline,
     SplitConfig,
     TrainConfig,
 )
 from bfsdata.pipeline_file import load_pipeline, pipeline_to_dict
+from bfsdata.train_config import AugmentConfig, ModelConfig, OptimConfig
 
 # G1..G3 good, D1 defective (scratch in vial 2, region 1). split: G3 -> test kit (test_good 1),
 # G1/G2 -> train/val (val 0.5); calib 0: the kit is all test (thresholds in-sample).
