@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from common import OUT, raw_folder, timer
 
-from bfsdata.ingest import ingest
+from bfsdata.ingest import default_threads, ingest
 from bfsdata.parallel import default_workers
 from bfsdata.pipeline_file import load_pipeline
 
@@ -64,7 +64,7 @@ def main() -> None:
 
     mb = n_bytes / 1e6
     dec_fps, ing_fps = len(files) / t_dec.seconds, len(files) / t_ing.seconds
-    threads = args.workers or cores + 1
+    threads = args.workers or default_threads()
     print(f"frames: {len(files)} PNG, {mb:.0f} MB encoded; {cores} cores, ingest {threads} threads")
     print(f"decode only (OpenCV): {dec_fps:7.1f} frames/s {mb / t_dec.seconds:7.1f} MB/s")
     print(f"bfsdata ingest:       {ing_fps:7.1f} frames/s {mb / t_ing.seconds:7.1f} MB/s")

@@ -23,6 +23,13 @@ def kind_rank(kind: str, frames: int) -> int:
     return 1 if kind == "rank_min" else frames
 
 
+def images_of(kinds: tuple[str, ...], frames: tuple[int, ...]) -> list[tuple[str, int]]:
+    """(kind, frame) of the images of an acquisition that `kinds` and `frames` select, in the
+    patches' row order: the frames first, then the rank images (frame -1, as in the manifest)."""
+    out = [("frame", f) for f in frames] if "frame" in kinds else []
+    return out + [(k, -1) for k in KINDS[1:] if k in kinds]
+
+
 def image_name(kind: str, frame: int) -> str:
     """How reports name one image of an acquisition: `frame 7`, or the rank kind."""
     return f"frame {int(frame)}" if kind == "frame" else kind
@@ -66,8 +73,7 @@ class AcquisitionConfig:
     def test_images(self) -> list[tuple[str, int]]:
         """(kind, frame) of every image scored at test time, frames first; rank images have
         frame -1, as in the patches manifest."""
-        out = [("frame", f) for f in self.test_frames] if "frame" in self.test_kinds else []
-        return out + [(k, -1) for k in ("rank_min", "rank_max") if k in self.test_kinds]
+        return images_of(self.test_kinds, self.test_frames)
 
 
 @dataclass(frozen=True)

@@ -235,10 +235,7 @@ def _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler, r
         _ingest_image if images else _ingest_one,
         tasks,
         on_result,
-        # One thread more than cores: a task waiting on its shard write (the disk, not the CPU,
-        # with O_DIRECT) leaves a core to the next decode (benchmarks/ingest.py, 6 strips, 2
-        # cores: 84-91% of the decode limit with 3 threads, 76-82% with 2).
-        workers=workers or default_workers() + 1,
+        workers=workers or default_threads(),
         scheduler=scheduler,
         label="ingest (frames)",
         weight=lambda t: len(t.acq.frames),
@@ -247,6 +244,13 @@ def _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler, r
     for arr in arrays:
         store.remove_orphans(arr, final["acq"].to_numpy())
     return new_rows, failures
+
+
+def default_threads() -> int:
+    """One thread more than cores: a task waiting on its shard write (the disk, not the CPU,
+    with O_DIRECT) leaves a core to the next decode (benchmarks/ingest.py, 6 strips, 2 cores:
+    84-91% of the decode limit with 3 threads, 76-82% with 2)."""
+    return default_workers() + 1
 
 
 def _ingest_one(task: _Task) -> dict | Problem:

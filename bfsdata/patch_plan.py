@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bfsdata import manifest, provenance, store
-from bfsdata.config import IMAGE_LAYOUTS, Pipeline, kind_rank, parse_frames
+from bfsdata.config import IMAGE_LAYOUTS, Pipeline, images_of, kind_rank, parse_frames
 from bfsdata.grid import Tiling, TilingError, plan_tiling
 from bfsdata.layout import Geometry, RegistrationError, scale_layout
 
@@ -51,8 +51,7 @@ class Plan:
     @property
     def images(self) -> list[tuple[str, int]]:
         """(kind, frame) of every image cut, in row order: frames first, then rank images."""
-        out = [("frame", f) for f in self.frames] if "frame" in self.kinds else []
-        return out + [(k, -1) for k in ("rank_min", "rank_max") if k in self.kinds]
+        return images_of(self.kinds, self.frames)
 
     @property
     def per_acquisition(self) -> int:
