@@ -247,8 +247,14 @@ def _cut_acquisition(src: dict, job: _Job, plan: Plan) -> tuple[np.ndarray, pd.D
     n = len(boxes)
     for i, (kind, f) in enumerate(images):
         img = frames[plan.frames.index(f)] if kind == "frame" else rank[plan.rank_index[kind]]
-        out[i * n : (i + 1) * n] = cut_patches(
-            img, boxes, plan.size, plan.resize, plan.input_bits, **warp
+        cut_patches(
+            img,
+            boxes,
+            plan.size,
+            plan.resize,
+            plan.input_bits,
+            **warp,
+            out=out[i * n : (i + 1) * n],
         )
 
     n_vials, n_regions = reg.boxes.shape[:2]

@@ -244,3 +244,39 @@ def test_shifted_rank_order_survives() -> None:
     for img in frames:
         mid = cut_patches(img, boxes, 32, shift=(-0.37, 0.21)).astype(int)
         assert (cut[0] <= mid + 1).all() and (mid <= cut[1] + 1).all()
+
+
+@pytest.mark.parametrize(
+    ("box", "shift", "angle"),
+    [
+        ((0, 0, 30, 30), (-0.5, -0.5), 1.0),  # top-left corner, pushed out of the image
+        ((30, 40, 60, 70), (0.5, 0.5), -1.0),  # bottom-right corner
+        ((0, 10, 60, 70), (0.4, -0.3), 0.5),  # the whole height, shrunk
+    ],
+)
+def test_window_at_the_image_edge_repeats_the_border(box, shift, angle) -> None:
+    """Only a window's footprint is resampled: where it is clipped by the image, samples beyond
+    the edge still repeat the edge pixel."""
+    img = cv2.GaussianBlur(_noise((60, 70), seed=3), (0, 0), 1.0)
+    got = cut_patches(img, np.array([box]), 32, shift=shift, angle=angle)[0]
+    tol = 1.0 if box[2] - box[0] > 32 else 0.6  # INTER_AREA after the warp rounds once more
+    assert np.abs(got - expected_crop(img, box, 32, shift, angle)).max() <= tol
+
+
+def test_shifted_16_bit_patch_is_rounded_then_converted_by_the_rule() -> None:
+    img = cv2.GaussianBlur(_noise((64, 64), np.uint16, seed=5), (0, 0), 1.0)
+    box = (8, 8, 40, 40)
+    got = cut_patches(img, np.array([box]), 48, shift=(0.25, -0.4), angle=0.3)[0]
+    want = np.rint(expected_crop(img, box, 48, (0.25, -0.4), 0.3)).astype(np.uint16)
+    assert np.abs(got.astype(int) - _rule(want, 16)).max() <= 1
+
+
+def test_out_is_filled_in_place_and_returned() -> None:
+    img = _noise((60, 70))
+    boxes = np.array([(5, 5, 35, 35), (10, 8, 58, 56), (20, 20, 52, 52)])
+    out = np.zeros((3, 32, 32), dtype=np.uint8)
+    got = cut_patches(img, boxes, 32, shift=(0.2, -0.1), angle=0.4, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, cut_patches(img, boxes, 32, shift=(0.2, -0.1), angle=0.4))
+    with pytest.raises(ValueError, match="out must be"):
+        cut_patches(img, boxes, 32, out=np.zeros((2, 32, 32), dtype=np.uint8))
