@@ -50,16 +50,25 @@ def cluster(processes: int | None = None, scheduler: str | None = None) -> Itera
     if processes is None:
         yield scheduler
         return
+    import dask
     from distributed import LocalCluster
 
-    with LocalCluster(
-        n_workers=processes,
-        processes=True,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        dashboard_address=":0",  # a free port: 8787 may be another cluster's on a shared host
-        silence_logs=logging.WARNING,
-    ) as local:
+    # dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which also fixes glibc's mmap threshold:
+    # every buffer over 128 KiB (a frame, a float window, a shard) is then mapped and faulted in
+    # anew, and patch ran at 1,200-1,500 patches/s in worker processes against 2,900-3,500 in
+    # threads (half the CPU in page faults). Freed memory stays with the worker instead.
+    untrimmed = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with (
+        dask.config.set(untrimmed),
+        LocalCluster(
+            n_workers=processes,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=":0",  # a free port: 8787 may be another cluster's on a shared host
+            silence_logs=logging.WARNING,
+        ) as local,
+    ):
         yield local.scheduler_address
 
 
