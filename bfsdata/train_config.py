@@ -60,11 +60,16 @@ class LossConfig:
     huber_delta: float = 1.0  # Huber transition point, in [0, 1] intensity units
     ssim_window: int = 11  # px, Gaussian SSIM window
     ssim_sigma: float = 1.5  # px, Gaussian SSIM sigma
+    # Share of the 1 - SSIM map averaged into the exported anomaly score, worst pixels first:
+    # 1 = the whole map, the paper's phi (eq. 9); 0.01 = its worst 1 %, for defects that cover
+    # a small part of a patch (see losses.anomaly_score).
+    score_share: float = 1.0
 
     def __post_init__(self) -> None:
         for key in ("wa", "wb", "w1", "w2", "w3", "w4", "huber_delta", "ssim_sigma"):
             _check(getattr(self, key) >= 0, f"train.loss.{key}", "must be >= 0")
         _check(self.ssim_window % 2 == 1, "train.loss.ssim_window", "must be odd")
+        _check(0 < self.score_share <= 1, "train.loss.score_share", "must be in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,46 @@ def test_anomaly_score() -> None:
     assert np.all(other > 0.5)
 
 
+@pytest.mark.parametrize("share", [1.0, 0.25, 0.01])
+def test_anomaly_score_share_is_the_mean_of_the_worst_local_losses(share: float) -> None:
+    """The worst `share` of the local 1 - SSIM map, checked against scikit-image's map."""
+    x = rand(2, 32, 32, 1)
+    y = x.copy()
+    y[:, 10:14, 12:16] = 1.0 - y[:, 10:14, 12:16]  # a small defect
+    got = np_(losses.anomaly_score(x, y, LossConfig(score_share=share)))
+    for i in range(2):
+        _, full = structural_similarity(
+            x[i, ..., 0].astype(np.float64),
+            y[i, ..., 0].astype(np.float64),
+            data_range=1.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            full=True,
+        )
+        valid = 1.0 - full[5:-5, 5:-5]  # the 11 px window's valid map, as losses.ssim_map
+        k = max(1, round(share * valid.size))
+        assert got[i] == pytest.approx(np.sort(valid.ravel())[-k:].mean(), abs=1e-4)
+
+
+def test_a_small_defect_moves_the_worst_share_far_more_than_the_mean() -> None:
+    x = rand(1, 64, 64, 1)
+    x = np.asarray(gaussian_filter(x, (0, 3, 3, 0)), dtype=np.float32)
+    y = x.copy()
+    y[0, 30:33, 30:33] = 0.0  # a dark 3 px spot
+    mean = float(np_(losses.anomaly_score(x, y, LossConfig()))[0])
+    worst = float(np_(losses.anomaly_score(x, y, LossConfig(score_share=0.01)))[0])
+    assert worst > 10 * mean
+
+
+def test_score_share_must_be_a_share() -> None:
+    from bfsdata.config_error import ConfigError
+
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ConfigError, match="score_share"):
+            LossConfig(score_share=bad)
+
+
 def test_heatmap_min_max_per_sample() -> None:
     x, x_hat = rand(3, 16, 16, 1), rand(3, 16, 16, 1, seed=1)
     x_hat[2] = x[2]  # a perfect reconstruction: max == min, must not divide by zero

@@ -4,7 +4,8 @@ The SavedModel has two endpoints, both (B, P, P, 1) patches in, a dict out:
     serve        uint8 patches (0..255), as cut by `bfsdata patch`
     serve_float  float32 patches in [0, 1]
     -> reconstruction (B, P, P, 1) float32 in [0, 1]
-       score          (B,)  1 - SSIM(X, X^), the anomaly score (paper eq. 9)
+       score          (B,)  1 - SSIM(X, X^), the anomaly score (paper eq. 9; over the worst
+                            `train.loss.score_share` of the SSIM map when that is < 1)
        heatmap        (B, P, P, 1) |X - X^| min-max normalised per patch (eqs. 10-11)
 It loads with `tf.saved_model.load(path).serve(x)` in Python and through the TensorFlow C++ API
 (`LoadSavedModel`, signature `serve`), as the paper's machine does.
@@ -32,7 +33,7 @@ def export(generator: keras.Model, out_dir: Path, loss_cfg: LossConfig, meta: di
 
     def score(x: tf.Tensor) -> dict[str, tf.Tensor]:  # (B, P, P, 1) float32 in [0, 1]
         x_hat = decoder(encoder(x, training=False), training=False)
-        s = 1.0 - losses.ssim(x, x_hat, window=loss_cfg.ssim_window, sigma=loss_cfg.ssim_sigma)
+        s = losses.anomaly_score(x, x_hat, loss_cfg)
         return {"reconstruction": x_hat, "score": s, "heatmap": losses.heatmap(x, x_hat)}
 
     archive = keras.export.ExportArchive()
@@ -49,5 +50,7 @@ def export(generator: keras.Model, out_dir: Path, loss_cfg: LossConfig, meta: di
     )
     archive.write_out(str(out_dir / "saved_model"), verbose=False)
     generator.save(out_dir / "generator.keras")
-    (out_dir / "model.json").write_text(json.dumps({"patch_size": p, **meta}, indent=2))
+    (out_dir / "model.json").write_text(
+        json.dumps({"patch_size": p, "score_share": loss_cfg.score_share, **meta}, indent=2)
+    )
     return out_dir / "saved_model"

@@ -169,8 +169,21 @@ def discriminator_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
 
 
 def anomaly_score(x: Tensor, x_hat: Tensor, cfg: LossConfig) -> Tensor:
-    """Eq. 9: phi = 1 - SSIM(X, X^) per sample, (B,); 0 for a perfect reconstruction."""
-    return 1.0 - ssim(x, x_hat, window=cfg.ssim_window, sigma=cfg.ssim_sigma)
+    """Eq. 9: phi = 1 - SSIM(X, X^) per sample, (B,); 0 for a perfect reconstruction.
+
+    With `cfg.score_share` s < 1, the mean of the worst share s of the local 1 - SSIM map
+    instead of the whole map. Why: the mean dilutes a defect by the share of the patch it
+    covers. On the demo (64 px patches) a wall dent or a 2 px spot moves the mean no more than a
+    good patch's noise, while its worst 1 % stands out (strip-wise accuracy 0.93 and 0.83 with
+    the mean on two synthetic seeds, 1.00 and 0.97 with the worst 1 %; README).
+    """
+    window, sigma = cfg.ssim_window, cfg.ssim_sigma
+    if cfg.score_share >= 1.0:
+        return 1.0 - ssim(x, x_hat, window=window, sigma=sigma)
+    loss = 1.0 - ssim_map(x, x_hat, window=window, sigma=sigma)  # (B, H', W')
+    n = loss.shape[1] * loss.shape[2]
+    worst, _ = ops.top_k(ops.reshape(loss, (-1, n)), max(1, round(cfg.score_share * n)))
+    return ops.mean(worst, axis=-1)
 
 
 def heatmap(x: Tensor, x_hat: Tensor) -> Tensor:
