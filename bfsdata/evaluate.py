@@ -17,7 +17,7 @@ from bfsdata import manifest, provenance, store
 from bfsdata.config import IMAGE_LAYOUTS, Pipeline, ReportConfig
 from bfsdata.preview import source_image
 from bfsdata.report import ReportSummary, report
-from bfsdata.score import reconstruct, score, scoring_rows
+from bfsdata.score import reconstruct, score, score_label, scoring_rows
 
 
 def evaluate(
@@ -57,6 +57,7 @@ def evaluate(
         patch_size=pipe.patch.size,
         item="image" if pipe.layout.mode in IMAGE_LAYOUTS else "strip",
         provenance=rec,
+        score_name=score_label(run_dir),
     )
     tmp = out_dir / ".scores.parquet.tmp"
     table = pa.Table.from_pandas(scored, preserve_index=False)

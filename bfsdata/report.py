@@ -131,6 +131,7 @@ def report(
     patch_size: int | None = None,
     provenance: dict[str, Any] | None = None,
     item: str = "strip",
+    score_name: str = "1 - SSIM",
 ) -> ReportSummary:
     """Fit, judge and write metrics.json, thresholds.json, report.html (+ heatmaps/*.png).
 
@@ -140,6 +141,7 @@ def report(
     strip_image: the image a patch was cut from, to place its heatmap on the strip.
     patch_size: P of the store's (N, P, P) patches, recorded for infer.
     item: "strip", or "image" for image folders (an acquisition is one image): the wording.
+    score_name: what the score is (score.score_label), written to metrics, thresholds and plots.
     provenance: what the scores came from (bfsdata.provenance record: manifests and model
     digests), written to metrics.json with the digest of thresholds.json added.
     Nothing is written until every figure is computed; a bad input writes nothing.
@@ -161,6 +163,7 @@ def report(
         "fitted_on": "test (in-sample)" if kit.in_sample else "calib",
         "evaluated_on": "test (in-sample)" if kit.in_sample else "test",
         "item": item,
+        "score": score_name,
     }
     gallery_rows = [
         {**r, "file": f"heatmaps/{_png_name(r)}" if i in panels else None}
@@ -177,7 +180,7 @@ def report(
         "patch_size": patch_size,
         **tables["thresholds"],
         "rule": f"an {'image' if item == 'image' else 'acquisition'} is rejected if any patch "
-        "score (1 - SSIM) > its region threshold"
+        f"score ({score_name}) > its region threshold"
         + (
             ""
             if tables["single_run"]
@@ -191,7 +194,7 @@ def report(
         th_sha = hashlib.sha256(_json(thresholds)).hexdigest()
         metrics["provenance"] = {**provenance, "thresholds_sha256": th_sha}
     shown = [{**g, "png": panels.get(i)} for i, g in enumerate(gallery_rows)]
-    html = render(metrics, _figures(kit, ts, tables, item), shown)
+    html = render(metrics, _figures(kit, ts, tables, item, score_name), shown)
     paths = _write(Path(out_dir), metrics, thresholds, html, picks, panels)
     log.info("report written to %s", out_dir)
     return ReportSummary(
@@ -259,7 +262,11 @@ def _tables(
 
 
 def _figures(
-    kit: rt.Kit, ts: dict[str, rt.Thresholds], tables: dict, item: str = "strip"
+    kit: rt.Kit,
+    ts: dict[str, rt.Thresholds],
+    tables: dict,
+    item: str = "strip",
+    score_name: str = "1 - SSIM",
 ) -> dict[str, bytes]:
     """PNGs: "region:<r>" (ROC + histograms on labelled test patches), "knapp", "timing"."""
     lab = rt.known(kit.test)
@@ -268,7 +275,9 @@ def _figures(
         g = lab[lab["region"] == r]
         good, defect = (g.loc[g["is_defect"] == d, "score"].to_numpy() for d in (False, True))
         level_t = {k: v[r] for k, v in ts.items()}
-        out[f"region:{r}"] = rp.region_figure(good, defect, level_t, rt.region_name(r, item))
+        out[f"region:{r}"] = rp.region_figure(
+            good, defect, level_t, rt.region_name(r, item), score_name
+        )
     if tables["knapp"] is not None:
         out["knapp"] = rp.knapp_figure(tables["knapp"]["table"])
     if tables["timing"]["fits_slot"] is not None:  # else nothing was timed

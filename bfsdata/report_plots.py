@@ -33,7 +33,11 @@ def to_png(fig: Figure, dpi: int = 96) -> bytes:
 
 
 def region_figure(
-    good: np.ndarray, defect: np.ndarray, thresholds: Mapping[str, float], title: str
+    good: np.ndarray,
+    defect: np.ndarray,
+    thresholds: Mapping[str, float],
+    title: str,
+    score_name: str = "1 - SSIM",
 ) -> bytes:
     """ROC (defect = positive) and score histograms of one region, thresholds marked."""
     fig = Figure(figsize=(9, 3.4))
@@ -76,7 +80,7 @@ def region_figure(
         )
     for level, t in thresholds.items():
         hist.axvline(t, color="k", ls=LINES.get(level, "-"), lw=1, label=f"{level} threshold")
-    hist.set(xlabel="anomaly score 1 - SSIM", ylabel="density", title=f"{title}: scores")
+    hist.set(xlabel=f"anomaly score {score_name}", ylabel="density", title=f"{title}: scores")
     hist.legend(fontsize=7)
     return to_png(fig)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -74,6 +75,13 @@ def load_scorer(run_dir: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
         return {k: v.numpy() for k, v in out.items()}
 
     return serve
+
+
+def score_label(run_dir: Path) -> str:
+    """What the exported model's score is, in words (its `train.loss.score_share`)."""
+    meta = json.loads((Path(run_dir) / "export" / "model.json").read_text())
+    share = float(meta.get("score_share", 1.0))  # older exports: the paper's mean
+    return "1 - SSIM" if share >= 1.0 else f"1 - SSIM, worst {share:.0%} of the map"
 
 
 def _model_dir(run_dir: Path) -> Path:

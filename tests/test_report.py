@@ -308,6 +308,24 @@ def test_without_calib_everything_says_in_sample(tmp_path: Path) -> None:
     assert "IN-SAMPLE" in s.lines()[0] and any("IN-SAMPLE" in n for n in m["notes"])
 
 
+def test_the_score_is_named_where_a_reader_meets_it(tmp_path: Path) -> None:
+    """The exported model's score share reaches metrics.json, thresholds.json and the HTML."""
+    from bfsdata.score import score_label
+
+    export = tmp_path / "runs" / "r1" / "export"
+    export.mkdir(parents=True)
+    (export / "model.json").write_text(json.dumps({"patch_size": 16}))  # before score_share
+    assert score_label(export.parent) == "1 - SSIM"
+    (export / "model.json").write_text(json.dumps({"patch_size": 16, "score_share": 0.01}))
+    name = score_label(export.parent)
+    assert name == "1 - SSIM, worst 1% of the map"
+    run_report(tmp_path, make_scores(), score_name=name)
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    th = json.loads((tmp_path / "rep" / "thresholds.json").read_text())
+    assert m["score"] == name and f"score ({name}) >" in th["rule"]
+    assert f"score {name}," in (tmp_path / "rep" / "report.html").read_text()
+
+
 def test_rerun_is_atomic_and_drops_stale_panels(tmp_path: Path) -> None:
     df = make_scores()
     run_report(tmp_path, df, gallery=fake_gallery([]))
