@@ -50,12 +50,14 @@ def cut_patches(
 
     shift: (fy, fx) px added to a box's origin, |fy|, |fx| <= 0.5: one pair, or (N, 2), one per
     box; angle: degrees counter-clockwise on screen about each window's centre (module docstring).
-    out: an (N, size, size) uint8 array to fill (and return) instead of a new one.
+    out: a C-contiguous (N, size, size) uint8 array to fill (and return) instead of a new one.
     """
     if out is None:
         out = np.empty((len(boxes), size, size), dtype=np.uint8)
     elif out.shape != (len(boxes), size, size) or out.dtype != np.uint8:
         raise ValueError(f"out must be ({len(boxes)}, {size}, {size}) uint8, got {out.shape}")
+    elif not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous: OpenCV writes each patch into it in place")
     shifts = np.broadcast_to(np.asarray(shift, dtype=np.float64), (len(boxes), 2)).tolist()
     for i, (y0, x0, y1, x1) in enumerate(boxes.tolist()):
         if resize == "native":

@@ -280,3 +280,5 @@ def test_out_is_filled_in_place_and_returned() -> None:
     np.testing.assert_array_equal(out, cut_patches(img, boxes, 32, shift=(0.2, -0.1), angle=0.4))
     with pytest.raises(ValueError, match="out must be"):
         cut_patches(img, boxes, 32, out=np.zeros((2, 32, 32), dtype=np.uint8))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cut_patches(img, boxes, 32, out=np.zeros((3, 32, 64), dtype=np.uint8)[:, :, ::2])
