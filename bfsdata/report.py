@@ -265,8 +265,8 @@ def _figures(
     kit: rt.Kit,
     ts: dict[str, rt.Thresholds],
     tables: dict,
-    item: str = "strip",
-    score_name: str = "1 - SSIM",
+    item: str,
+    score_name: str,
 ) -> dict[str, bytes]:
     """PNGs: "region:<r>" (ROC + histograms on labelled test patches), "knapp", "timing"."""
     lab = rt.known(kit.test)

@@ -362,7 +362,7 @@ def render(m: Mapping[str, Any], images: Mapping[str, bytes], gallery: Sequence[
     )
     title = escape(m["model_run"])
     meta = (
-        f"score {escape(m.get('score', '1 - SSIM'))}, "
+        f"score {escape(m['score'])}, "
         f"policy {escape(m['policy'])}, thresholds fitted on {escape(m['fitted_on'])}, judged on "
         f"{escape(m['evaluated_on'])}, {100 * (1 - m['alpha']):g}% Clopper-Pearson intervals, "
         f"bfsdata {escape(m['bfsdata_version'])}, {escape(m['created_at'])}"

@@ -37,7 +37,7 @@ def region_figure(
     defect: np.ndarray,
     thresholds: Mapping[str, float],
     title: str,
-    score_name: str = "1 - SSIM",
+    score_name: str,
 ) -> bytes:
     """ROC (defect = positive) and score histograms of one region, thresholds marked."""
     fig = Figure(figsize=(9, 3.4))
