@@ -34,7 +34,6 @@ def main() -> None:
     ap.add_argument("--whole-pixel", action="store_true", help="patch.subpixel off")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    cv2.setNumThreads(1)
     pipe = load_pipeline("bfs-5vial")
     if args.whole_pixel:
         pipe = dataclasses.replace(pipe, patch=dataclasses.replace(pipe.patch, subpixel=False))
@@ -62,6 +61,7 @@ def main() -> None:
             n += len(cut_patches(img, boxes, pipe.patch.size, pipe.patch.resize, **warp))
         return n
 
+    cv2.setNumThreads(1)  # as patch's tasks run: the threads are the parallelism
     with timer() as t_mem, ThreadPoolExecutor(args.workers) as pool:
         n_mem = sum(pool.map(in_memory, range(len(frames))))
     assert n_mem == s.patches

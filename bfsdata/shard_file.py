@@ -7,13 +7,15 @@ O_DIRECT from an aligned buffer cost 0.08 ms per MB (benchmarks/ingest.py, READM
 writer already builds whole shards (DESIGN.md section 6), which is what O_DIRECT wants: one large
 aligned write per file.
 
-Only the layout bfsdata creates is written here: regular chunks inside `sharding_indexed`, inner
+Only the layout bfsdata creates is written here: regular chunks one row deep along axis 0 inside
+`sharding_indexed`, inner
 codecs `bytes` + `blosc`, index codecs `bytes` (little endian) + `crc32c`. The bytes are the zarr
 v3 sharding format (chunks, then the index of (offset, nbytes) pairs in C order of the chunks,
 then the index's crc32c); zarr-python and tensorstore read them. Any other layout falls back to
 the caller's writer, a file system that refuses O_DIRECT (tmpfs before Linux 6.6, some FUSE
 file systems) to a buffered write.
-The shard appears by rename, whole or not at all.
+The shard appears by rename, whole or not at all. `write` writes one shard and returns when it
+is on disk; an `Appender` takes rows as they are made and writes full shards in the background.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import mmap
 import os
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +49,19 @@ class _Layout:
     codec: Blosc
     index_at_end: bool
 
+    @functools.cached_property
+    def grid(self) -> tuple[int, ...]:
+        """Chunks per shard along each axis."""
+        return tuple(s // c for s, c in zip(self.shard, self.chunk, strict=True))
+
+    @functools.cached_property
+    def cells(self) -> tuple[tuple[slice, ...], ...]:
+        """The chunks of one row (a chunk spans one row along axis 0), in C order."""
+        return tuple(
+            tuple(slice(i * c, (i + 1) * c) for i, c in zip(cell, self.chunk[1:], strict=True))
+            for cell in np.ndindex(self.grid[1:])
+        )
+
 
 def write(array_dir: Path, row: int, data: np.ndarray) -> bool:
     """Write `data` as rows [row, row + len(data)) of the array in `array_dir`, one shard whole.
@@ -57,28 +75,110 @@ def write(array_dir: Path, row: int, data: np.ndarray) -> bool:
         return False
     if row % lay.shard[0]:
         raise ValueError(f"row {row} does not start a shard of {lay.shard[0]} rows")
-    if lay.chunk[0] != 1 and len(data) % lay.chunk[0]:
-        return False  # a partial inner chunk would need padding with the fill value
-    blob = _encode(lay, np.ascontiguousarray(data, dtype=lay.dtype))
-    rest = "/".join("0" for _ in lay.shard[1:])
-    _write_file(Path(array_dir) / "c" / str(row // lay.shard[0]) / rest, blob)
+    pieces = [p for r in data for p in _encode_row(lay, r)]
+    _write_file(_shard_path(Path(array_dir), lay, row), _assemble(lay, pieces))
     return True
 
 
-def _encode(lay: _Layout, data: np.ndarray) -> list[memoryview | bytes]:
-    grid = tuple(s // c for s, c in zip(lay.shard, lay.chunk, strict=True))
-    index = np.full((*grid, 2), _EMPTY, dtype="<u8")
-    pieces: list[memoryview | bytes] = []
-    offset = 0 if lay.index_at_end else index.nbytes + 4
-    for cell in np.ndindex(grid):
-        lo = [i * c for i, c in zip(cell, lay.chunk, strict=True)]
-        if lo[0] >= len(data):
-            continue
-        block = data[tuple(slice(a, a + c) for a, c in zip(lo, lay.chunk, strict=True))]
-        enc = lay.codec.encode(np.ascontiguousarray(block))
-        index[cell] = (offset, len(enc))
-        pieces.append(enc)
-        offset += len(enc)
+class Appender:
+    """Consecutive whole shards from row `row` on, filled by `add`, a block of rows at a time.
+
+    Each row is encoded as it comes (the caller may reuse its buffer once `add` returns); a
+    full shard is written by a background thread while the caller goes on, one shard in flight
+    per appender: writing bypasses the page cache, so the writing thread waits for the disk,
+    and that wait is no longer the caller's. `close` writes the last, partial shard and waits;
+    an error of any write is raised there or by the next `add`. `written` is called once per
+    shard on disk (the crash tests' point).
+    """
+
+    def __init__(
+        self, array_dir: Path, lay: _Layout, row: int, written: Callable[[], None] | None
+    ) -> None:
+        if row % lay.shard[0]:
+            raise ValueError(f"row {row} does not start a shard of {lay.shard[0]} rows")
+        self.row = row  # where the next `add` starts
+        self._dir, self._lay, self._written = array_dir, lay, written
+        self._pieces: list[bytes] = []
+        self._pending: Future | None = None
+
+    def add(self, data: np.ndarray) -> None:
+        if data.shape[1:] != self._lay.shard[1:]:
+            raise ValueError(f"rows of {data.shape[1:]} for an array of {self._lay.shard[1:]}")
+        per_row = len(self._lay.cells)
+        for r in data:
+            self._pieces.extend(_encode_row(self._lay, r))
+            self.row += 1
+            if len(self._pieces) == self._lay.shard[0] * per_row:
+                self._submit()
+
+    def close(self, store_rest: bool = True) -> None:
+        """Store the last, partial shard (unless `store_rest` is False) and wait for the writes."""
+        if self._pieces and store_rest:
+            self._submit()
+        self._wait()
+
+    def _submit(self) -> None:
+        start = (self.row - 1) // self._lay.shard[0] * self._lay.shard[0]
+        path = _shard_path(self._dir, self._lay, start)
+        pieces, self._pieces = _assemble(self._lay, self._pieces), []
+        self._wait()
+        self._pending = _writer().submit(self._write, path, pieces)
+
+    def _write(self, path: Path, pieces: list[bytes]) -> None:
+        _write_file(path, pieces)
+        if self._written is not None:
+            self._written()
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+
+def appender(
+    array_dir: Path, row: int, written: Callable[[], None] | None = None
+) -> Appender | None:
+    """An Appender for the array in `array_dir` from `row` on; None when its layout is not one
+    this module writes (the caller then writes another way)."""
+    lay = _layout(Path(array_dir))
+    return None if lay is None else Appender(Path(array_dir), lay, row, written)
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _writer() -> ThreadPoolExecutor:
+    """The process's shard-writing threads (two: one shard of each of two task threads in
+    flight; more only queue for the same disk). Kept for the process, so each thread keeps
+    its aligned buffer; a forked child starts its own."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(2, thread_name_prefix="bfsdata-shards"))
+        return _pool[1]
+
+
+def _shard_path(array_dir: Path, lay: _Layout, row: int) -> Path:
+    rest = "/".join("0" for _ in lay.shard[1:])
+    return array_dir / "c" / str(row // lay.shard[0]) / rest
+
+
+def _encode_row(lay: _Layout, row: np.ndarray) -> list[bytes]:
+    """The chunks of one row (index 0 along axis 0), in C order."""
+    data = np.ascontiguousarray(row, dtype=lay.dtype)
+    if len(lay.cells) == 1:  # the row is one chunk (a patch)
+        return [lay.codec.encode(data)]
+    return [lay.codec.encode(np.ascontiguousarray(data[cell])) for cell in lay.cells]
+
+
+def _assemble(lay: _Layout, pieces: list[bytes]) -> list[bytes]:
+    """A shard's bytes: its first len(pieces) chunks in C order, the others not stored."""
+    index = np.full((math.prod(lay.grid), 2), _EMPTY, dtype="<u8")
+    sizes = np.fromiter(map(len, pieces), dtype=np.uint64, count=len(pieces))
+    first = 0 if lay.index_at_end else index.nbytes + 4
+    index[: len(pieces), 0] = first + np.cumsum(sizes) - sizes
+    index[: len(pieces), 1] = sizes
     raw = index.tobytes()
     tail = raw + np.uint32(google_crc32c.value(raw)).astype("<u4").tobytes()
     return [*pieces, tail] if lay.index_at_end else [tail, *pieces]
@@ -171,7 +271,7 @@ def _parse(meta_path: str, stamp: int) -> _Layout | None:
         return None
     shard = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
     chunk = tuple(cfg["chunk_shape"])
-    if any(s % c for s, c in zip(shard, chunk, strict=True)):
-        return None
+    if chunk[0] != 1 or any(s % c for s, c in zip(shard, chunk, strict=True)):
+        return None  # bfsdata's chunks are one row deep along axis 0
     codec = Blosc(b["cname"], int(b["clevel"]), _SHUFFLE[b["shuffle"]], int(b.get("blocksize", 0)))
     return _Layout(shard, chunk, dtype, codec, cfg.get("index_location", "end") == "end")

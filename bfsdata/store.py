@@ -28,10 +28,11 @@ lives in one process: threads only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -326,6 +327,62 @@ def write_shard(store: str, name: str, row: int, data: np.ndarray) -> None:
     if isinstance(loc, Path) and shard_file.write(loc / name, row, data):
         return
     ts_array(store, name)[row : row + len(data)].write(data).result()
+
+
+class ShardWriter:
+    """Rows [row, ...) of array `name`, added a block at a time, stored a whole shard at a time
+    (DESIGN.md section 6); `row` is where the next block goes. Use it in a `with`: leaving it
+    normally stores the last, partial shard and waits for every write; leaving it by an error
+    stores nothing more.
+
+    A local folder gets bfsdata.shard_file's Appender (rows encoded as they come, shards
+    written in the background); a URL, or a layout that module does not write, a shard-sized
+    buffer stored through `write_shard`. `written` is called after each shard is stored.
+    """
+
+    def __init__(
+        self, store: str, name: str, row: int, written: Callable[[], None] | None = None
+    ) -> None:
+        loc = _location(store)
+        self.row = row
+        local = isinstance(loc, Path)
+        self._fast = shard_file.appender(loc / name, row, written) if local else None
+        if self._fast is None:
+            arr = open_store(store, mode="r")[name]
+            self._buf = np.empty((shard_rows(arr), *arr.shape[1:]), dtype=arr.dtype)
+            self._fill, self._where, self._written = 0, (store, name), written
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._fast is not None:
+            if kind is None:
+                self._fast.close()
+            else:
+                with contextlib.suppress(Exception):  # the error in flight says more
+                    self._fast.close(store_rest=False)
+        elif kind is None and self._fill:
+            self._store_buffer()
+
+    def add(self, data: np.ndarray) -> None:
+        if self._fast is not None:
+            self._fast.add(data)
+            self.row += len(data)
+            return
+        done = 0
+        while done < len(data):
+            take = min(len(self._buf) - self._fill, len(data) - done)
+            self._buf[self._fill : self._fill + take] = data[done : done + take]
+            self._fill, done, self.row = self._fill + take, done + take, self.row + take
+            if self._fill == len(self._buf):
+                self._store_buffer()
+
+    def _store_buffer(self) -> None:
+        write_shard(*self._where, self.row - self._fill, self._buf[: self._fill])
+        self._fill = 0
+        if self._written is not None:
+            self._written()
 
 
 @functools.lru_cache(maxsize=2)

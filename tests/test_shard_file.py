@@ -118,3 +118,54 @@ def test_a_file_system_refusing_o_direct_gets_a_buffered_write(tmp_path: Path, m
     assert refused  # the direct write was tried first
     np.testing.assert_array_equal(zarr.open_array(str(folder), mode="r")[1], data[0])
     assert not list(folder.rglob("*.partial"))
+
+
+@pytest.mark.parametrize("codec", ["blosc", "gzip"], ids=["appender", "other-layout"])
+def test_shard_writer_fills_whole_shards_from_blocks_of_any_size(tmp_path: Path, codec) -> None:
+    """Blocks straddle shards; each shard is stored once, the last one partial. A layout
+    shard_file does not write goes through the general writer and gives the same array."""
+    root = tmp_path / "store.zarr"
+    zarr.open_group(str(root), mode="w", zarr_format=3).create_array(
+        "a", shape=(24, 4, 4), shards=(8, 4, 4), chunks=(1, 4, 4), dtype="uint8",
+        compressors=GzipCodec() if codec == "gzip" else store.codec(StoreConfig()),
+        fill_value=0,
+    )  # fmt: skip
+    data = np.arange(12 * 16, dtype=np.uint8).reshape(12, 4, 4) + 1
+    stored = []
+    with store.ShardWriter(str(root), "a", 8, lambda: stored.append(1)) as w:
+        for lo, hi in ((0, 3), (3, 10), (10, 12)):
+            block = data[lo:hi].copy()
+            w.add(block)
+            block[:] = 0  # the caller may reuse its buffer at once
+        assert w.row == 20
+    assert len(stored) == 2  # shard 1 full, shard 2 with its first 4 rows
+    got = zarr.open_array(str(root / "a"), mode="r")[:]
+    np.testing.assert_array_equal(got[8:20], data)
+    np.testing.assert_array_equal(got[:8], 0)
+    np.testing.assert_array_equal(got[20:], 0)
+    np.testing.assert_array_equal(_ts_read(root / "a", slice(8, 20)), data)
+    assert not list(root.rglob("*.partial"))
+
+
+def test_shard_writer_left_by_an_error_stores_no_partial_shard(tmp_path: Path) -> None:
+    folder = tmp_path / "store.zarr" / "a"
+    _array(folder, (16, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
+    with (
+        pytest.raises(RuntimeError, match="cut failed"),
+        store.ShardWriter(str(folder.parent), "a", 0) as w,
+    ):
+        w.add(np.full((6, 4, 4), 3, np.uint8))
+        raise RuntimeError("cut failed")
+    got = zarr.open_array(str(folder), mode="r")[:]
+    np.testing.assert_array_equal(got[:4], 3)  # the full shard was stored
+    np.testing.assert_array_equal(got[4:], 0)  # the partial one was not
+    assert not list(folder.rglob("*.partial"))
+
+
+def test_a_failed_background_write_is_raised_to_the_task(tmp_path: Path) -> None:
+    folder = tmp_path / "store.zarr" / "a"
+    _array(folder, (16, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
+    (folder / "c").mkdir()
+    (folder / "c" / "1").write_text("in the way")  # shard 1's folder cannot be made
+    with pytest.raises(OSError), store.ShardWriter(str(folder.parent), "a", 4) as w:
+        w.add(np.ones((4, 4, 4), np.uint8))
