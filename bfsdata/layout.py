@@ -28,6 +28,7 @@ than `max_shift`, is refused rather than cropped wrong.
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,7 +245,7 @@ def _step(profile: np.ndarray, k: int = 2) -> float | None:
     on where the edge falls between samples (measured: 0.3 degrees read as 0.2). A step closer
     than 2k samples to the profile's start (tiny images) falls back to the crossing.
     """
-    lo, hi = np.percentile(profile, [5, 95])
+    lo, hi = _levels(profile)
     if hi - lo < 10:
         return None
     i = int(np.argmax(profile >= (lo + hi) / 2))
@@ -252,17 +253,32 @@ def _step(profile: np.ndarray, k: int = 2) -> float | None:
         return None  # the strip touches the image's edge: no step to see
     if i < 2 * k:
         return _edges(profile, "rows")[0]
-    before = float(np.median(profile[i - 2 * k : i - k]))
-    after = float(np.median(profile[i + k : i + 2 * k]))
+    before = statistics.median(profile[i - 2 * k : i - k].tolist())
+    after = statistics.median(profile[i + k : i + 2 * k].tolist())
     if after - before < 10:
         return None
     # +0.5: box coordinates, as `_edges` (a pixel i spans [i, i + 1))
     return i - k + 0.5 + float(np.sum((after - profile[i - k : i + k]) / (after - before)))
 
 
+def _levels(profile: np.ndarray) -> tuple[float, float]:
+    """Background and product levels of a profile: its 5th and 95th percentiles, interpolated
+    linearly as np.percentile does, from one sort. np.percentile's general path costs ~150 us
+    a call on these few hundred samples; a registration makes a dozen, holding the GIL that the
+    other task thread then waits for (registration 3.5-4.0 -> 1.4-2.2 ms per acquisition)."""
+    s = np.sort(profile).tolist()
+
+    def at(q: float) -> float:
+        i, t = divmod(q * (len(s) - 1), 1.0)
+        lo = s[int(i)]
+        return lo + (s[min(int(i) + 1, len(s) - 1)] - lo) * t
+
+    return at(0.05), at(0.95)
+
+
 def _edges(profile: np.ndarray, what: str) -> tuple[float, float]:
     """First and last sub-pixel crossings of the level halfway between background and product."""
-    lo, hi = np.percentile(profile, [5, 95])
+    lo, hi = _levels(profile)
     if hi - lo < 10:
         raise RegistrationError(
             f"no strip found: the {what} profile has no contrast ({hi - lo:.1f} grey levels) "

@@ -16,6 +16,7 @@ from bfsdata.config import ConfigError, LayoutConfig
 from bfsdata.layout import (
     Geometry,
     RegistrationError,
+    _levels,
     boxes_at,
     register,
     scale_layout,
@@ -305,3 +306,9 @@ def test_subpixel_is_what_boxes_at_rounds_away() -> None:
         start = boxes_at(geo, dy, dx)[..., :2] + [fy, fx]  # where each window really starts
         moved = start - boxes_at(geo, 0, 0)[..., :2]  # (V, R, 2)
         np.testing.assert_allclose(moved, np.broadcast_to([dy, dx], moved.shape), atol=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 250, 1280])
+def test_levels_are_the_5th_and_95th_percentiles(n: int) -> None:
+    profile = np.random.default_rng(n).normal(120, 40, n).astype(np.float32)
+    np.testing.assert_allclose(_levels(profile), np.percentile(profile, [5, 95]), rtol=1e-6)
