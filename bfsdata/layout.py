@@ -78,8 +78,16 @@ class Registration:
 def window_warp(offsets: np.ndarray, angle: float, exact: bool) -> dict:
     """`crop.cut_patches` keywords that make whole-pixel boxes follow the product: each window's
     sub-pixel remainder of its (N, 2) offset and the strip's angle; none when `exact` is off
-    (`patch.subpixel: false`: the boxes are cut as they are)."""
-    return {"shift": subpixel(offsets), "angle": float(angle)} if exact else {}
+    (`patch.subpixel: false`: the boxes are cut as they are).
+
+    Both are taken at the float32 precision the patch manifest records them with, so that a
+    patch recomputed from its manifest row (`bfsdata verify`) is the same bit for bit: OpenCV
+    rounds sample positions to 1/32 px, and a position on such a boundary rounded one way from
+    the float64 offset and the other from its float32 record."""
+    if not exact:
+        return {}
+    recorded = np.asarray(offsets, dtype=np.float32)
+    return {"shift": subpixel(recorded), "angle": float(np.float32(angle))}
 
 
 def subpixel(offsets: np.ndarray) -> np.ndarray:

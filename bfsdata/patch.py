@@ -6,15 +6,17 @@ plans tasks of a few acquisitions, each owning a range of whole shards (DESIGN.m
 else ever writes into them). A task deletes its shards first (debris of a killed run), registers
 each acquisition on its max rank image, cuts the same boxes from every selected frame and rank
 image, and hands the patches to a `store.ShardWriter`, which encodes them at once and writes each
-full shard in the background; meanwhile tensorstore reads the next acquisition. The manifest is
-committed from finished tasks only (a task returns once its shards are on disk), so it never
-points at a patch that is not there.
+full shard in the background; meanwhile the next acquisition is read into the thread's other
+buffer (`store.read_row`). Buffers are reused, so memory stays flat however long the run. The
+manifest is committed from finished tasks only (a task returns once its shards are on disk), so
+it never points at a patch that is not there.
 Image folders (layout.mode grid or resize) take their boxes from `bfsdata.grid` instead of a
 registration, and `defect_here` from their masks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -206,49 +208,70 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
     store.delete_shards(root["patches"], range(unit.first_shard, unit.first_shard + unit.n_shards))
     names = ("frames", "masks") if plan.tiling is not None else ("frames", "rank")
     src = {name: store.ts_array(plan.store, name) for name in names}
-    cut = _cut_buffer(plan)
+    cut = _scratch("cut", (plan.per_acquisition, plan.size, plan.size), "uint8")
     tables, problems = [], []
     first = unit.first_shard * plan.shard
     written = functools.partial(crash_point, "patch.shard")
     jobs = unit.jobs
-    after = _read(src, jobs[0], plan) if jobs else {}
-    with store.ShardWriter(plan.store, "patches", first, written) as shards:
-        for k, job in enumerate(jobs):
-            reads, after = after, _read(src, jobs[k + 1], plan) if k + 1 < len(jobs) else {}
-            try:
-                rows = _cut_acquisition(reads, job, plan, cut)
-            except (RegistrationError, ValueError) as e:
-                problems.append(
-                    Problem(f"acquisition {job.acq}", "registration", str(e), job.strip, job.run)
-                )
-                continue
-            rows["patch"] = shards.row + np.arange(len(rows))
-            shards.add(cut)
-            tables.append(rows)
+    after = _read(src, jobs[0], plan, 0) if jobs else {}
+    try:
+        with store.ShardWriter(plan.store, "patches", first, written) as shards:
+            for k, job in enumerate(jobs):
+                reads = after
+                after = _read(src, jobs[k + 1], plan, (k + 1) % 2) if k + 1 < len(jobs) else {}
+                try:
+                    rows = _cut_acquisition(reads, job, plan, cut)
+                except (RegistrationError, ValueError) as e:
+                    problems.append(
+                        Problem(
+                            f"acquisition {job.acq}", "registration", str(e), job.strip, job.run
+                        )
+                    )
+                    continue
+                rows["patch"] = shards.row + np.arange(len(rows))
+                shards.add(cut)
+                tables.append(rows)
+    finally:  # a read still going fills this thread's buffer, which the next task reuses
+        for pending in after.values():
+            with contextlib.suppress(Exception):
+                pending.result()
     out = pd.concat(tables, ignore_index=True) if tables else manifest.PATCHES.empty()
     crash_point("patch.unit")
     return out, problems
 
 
-_scratch = threading.local()
+_local = threading.local()
 
 
-def _cut_buffer(plan: Plan) -> np.ndarray:
-    """This thread's buffer for one acquisition's patches, reused from task to task."""
-    shape = (plan.per_acquisition, plan.size, plan.size)
-    buf = getattr(_scratch, "cut", None)
-    if buf is None or buf.shape != shape:
-        buf = _scratch.cut = np.empty(shape, dtype=np.uint8)
+def _scratch(name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """This thread's array `name`, reused from acquisition to acquisition and task to task:
+    buffers of megabytes freed and allocated anew each time leave glibc holding more memory
+    the longer the run (scale benchmark), and come back as fresh pages to fault in."""
+    buf = getattr(_local, name, None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype:
+        buf = np.empty(shape, dtype=dtype)
+        setattr(_local, name, buf)
     return buf
 
 
-def _read(src: dict, job: _Job, plan: Plan) -> dict[str, Future]:
-    """Start reading what one acquisition is cut from. tensorstore reads in its own threads, so
-    a task reads the next acquisition while it cuts this one instead of waiting for it."""
-    second = "masks" if plan.tiling is not None else "rank"
-    reads = {second: src[second][job.acq].read()}
+def _read(src: dict, job: _Job, plan: Plan, slot: int) -> dict[str, Future]:
+    """Start reading what one acquisition is cut from, in background threads, so that a task
+    reads the next acquisition while it cuts this one. Frames and rank images of a local store
+    are decoded into this thread's buffers of `slot` (two slots: the one being cut, the one
+    being read); anything else is read by tensorstore."""
+    wanted = [("masks" if plan.tiling is not None else "rank", None)]
     if "frame" in plan.kinds:
-        reads["frames"] = src["frames"][job.acq, list(plan.frames)].read()  # (F', H, W)
+        wanted.append(("frames", list(plan.frames)))
+    reads = {}
+    for name, picks in wanted:
+        arr, fut = src[name], None
+        if plan.tiling is None:
+            rows = arr.shape[1] if picks is None else len(picks)
+            buf = _scratch(f"{name}{slot}", (rows, *arr.shape[2:]), plan.dtype)
+            fut = store.read_row(plan.store, name, job.acq, buf, picks)
+        if fut is None:
+            fut = (arr[job.acq] if picks is None else arr[job.acq, picks]).read()
+        reads[name] = fut
     return reads
 
 

@@ -40,6 +40,7 @@ class Plan:
     tiling: Tiling | None = None  # image folders: a grid or the whole image, no registration
     subpixel: bool = False  # strips: crops follow the offset's sub-pixel remainder
     rotation: bool = False  # strips: windows follow the strip's measured tilt
+    dtype: str = "uint8"  # of the ingested frames
 
     @property
     def cells(self) -> tuple[int, int]:
@@ -91,6 +92,7 @@ def make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
         shard=pipe.store.patch_shard,
         subpixel=pipe.patch.subpixel,
         rotation=pipe.patch.rotation,
+        dtype=str(root["frames"].dtype),
     )
 
 

@@ -316,6 +316,16 @@ def ts_array(store: Path | str, name: str) -> Any:
     return ts.open(spec, open=True, context=_ts_context(os.getpid())).result()
 
 
+def read_row(
+    store: str, name: str, row: int, out: np.ndarray, picks: list[int] | None = None
+) -> Future | None:
+    """Start reading row `row` of array `name` (its entries `picks` along axis 1, default
+    all) into `out` in a background thread: a Future of `out`, for a local array of the
+    frames' layout (bfsdata.shard_file.read_async); None otherwise, for a tensorstore read."""
+    loc = _location(store)
+    return shard_file.read_async(loc / name, row, out, picks) if isinstance(loc, Path) else None
+
+
 def write_shard(store: str, name: str, row: int, data: np.ndarray) -> None:
     """Write one whole shard of array `name`: rows [row, row + len(data)), `row` its first.
 

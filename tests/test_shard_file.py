@@ -169,3 +169,46 @@ def test_a_failed_background_write_is_raised_to_the_task(tmp_path: Path) -> None
     (folder / "c" / "1").write_text("in the way")  # shard 1's folder cannot be made
     with pytest.raises(OSError), store.ShardWriter(str(folder.parent), "a", 4) as w:
         w.add(np.ones((4, 4, 4), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "codec"),
+    [("uint8", {}), ("uint16", {"cname": "zstd", "clevel": 3, "shuffle": "shuffle"})],
+)
+def test_read_async_decodes_a_row_into_the_callers_buffer(tmp_path: Path, dtype, codec) -> None:
+    folder = tmp_path / "frames"
+    arr = _array(folder, (3, 5, 24, 40), (1, 5, 24, 40), (1, 1, 24, 40), dtype, **codec)
+    data = np.random.default_rng(1).integers(0, 200, (3, 5, 24, 40)).astype(dtype)
+    arr[:] = data  # written by zarr-python: the reader takes the standard bytes
+    out = np.zeros((5, 24, 40), dtype)
+    assert shard_file.read_async(folder, 1, out).result() is out
+    np.testing.assert_array_equal(out, data[1])
+    picked = np.zeros((2, 24, 40), dtype)
+    shard_file.read_async(folder, 2, picked, [4, 0]).result()
+    np.testing.assert_array_equal(picked, data[2, [4, 0]])
+
+
+def test_read_async_reads_a_missing_shard_as_the_fill_value(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    _array(folder, (2, 3, 8, 8), (1, 3, 8, 8), (1, 1, 8, 8), "uint8")
+    out = np.full((3, 8, 8), 9, np.uint8)
+    shard_file.read_async(folder, 1, out).result()
+    np.testing.assert_array_equal(out, 0)
+
+
+def test_read_async_refuses_a_damaged_shard_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    _array(folder, (2, 3, 8, 8), (1, 3, 8, 8), (1, 1, 8, 8), "uint8")
+    assert shard_file.write(folder, 0, np.ones((1, 3, 8, 8), np.uint8))
+    path = folder / "c" / "0" / "0" / "0" / "0"
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF  # a bit of the index flipped
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"c/0/0/0/0: damaged shard"):
+        shard_file.read_async(folder, 0, np.empty((3, 8, 8), np.uint8)).result()
+
+
+def test_read_async_leaves_other_layouts_to_the_caller(tmp_path: Path) -> None:
+    folder = tmp_path / "patches"
+    _array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")  # shards of several rows
+    assert shard_file.read_async(folder, 0, np.empty((4, 4), np.uint8)) is None
