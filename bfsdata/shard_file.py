@@ -7,15 +7,15 @@ O_DIRECT from an aligned buffer cost 0.08 ms per MB (benchmarks/ingest.py, READM
 writer already builds whole shards (DESIGN.md section 6), which is what O_DIRECT wants: one large
 aligned write per file.
 
-Only the layout bfsdata creates is written here: regular chunks one row deep along axis 0 inside
-`sharding_indexed`, inner
-codecs `bytes` + `blosc`, index codecs `bytes` (little endian) + `crc32c`. The bytes are the zarr
-v3 sharding format (chunks, then the index of (offset, nbytes) pairs in C order of the chunks,
-then the index's crc32c); zarr-python and tensorstore read them. Any other layout falls back to
-the caller's writer, a file system that refuses O_DIRECT (tmpfs before Linux 6.6, some FUSE
-file systems) to a buffered write.
-The shard appears by rename, whole or not at all. `write` writes one shard and returns when it
-is on disk; an `Appender` takes rows as they are made and writes full shards in the background.
+Only the layout bfsdata creates is handled here: regular chunks one row deep along axis 0 inside
+`sharding_indexed`, inner codecs `bytes` + `blosc`, index codecs `bytes` (little endian) +
+`crc32c`. The bytes are the zarr v3 sharding format (chunks, then the index of (offset, nbytes)
+pairs in C order of the chunks, then the index's crc32c); zarr-python and tensorstore read them.
+Any other layout falls back to the caller's writer, a file system that refuses O_DIRECT (tmpfs
+before Linux 6.6, some FUSE file systems) to a buffered write. The shard appears by rename, whole
+or not at all. `write` writes one shard and returns when it is on disk; an `Appender` takes rows
+as they are made and writes full shards in the background; `read_async` decodes a row of a
+frames-like array into a buffer the caller keeps.
 """
 
 from __future__ import annotations
@@ -154,9 +154,9 @@ def read_async(
     along axis 1 (frames, rank images). A Future of `out`; None, with nothing started, for
     any other layout (the caller then reads another way).
 
-    The caller's buffer is reused from read to read: tensorstore returns each read in a new
-    array, 21 MB per acquisition, and freed in another thread than the one that made it, those
-    left the patch stage's peak memory growing with the data (1.24-1.36x from 1x to 4x).
+    Why not tensorstore: it returns each read in a new array (21 MB per acquisition), which
+    another thread than the one that made it frees; glibc kept ever more of that memory, and
+    the patch stage's peak grew 1.24-1.36x from 1x to 4x the data. The caller's buffers do not.
     """
     lay = _layout(Path(array_dir))
     if lay is None or len(lay.shard) < 3 or lay.shard[0] != 1 or lay.chunk[1] != 1:

@@ -28,13 +28,12 @@ lives in one process: threads only.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -370,7 +369,7 @@ class ShardWriter:
             if kind is None:
                 self._fast.close()
             else:
-                with contextlib.suppress(Exception):  # the error in flight says more
+                with suppress(Exception):  # the error in flight says more
                     self._fast.close(store_rest=False)
         elif kind is None and self._fill:
             self._store_buffer()
