@@ -353,13 +353,16 @@ class ShardWriter:
         self, store: str, name: str, row: int, written: Callable[[], None] | None = None
     ) -> None:
         loc = _location(store)
-        self.row = row
         local = isinstance(loc, Path)
         self._fast = shard_file.appender(loc / name, row, written) if local else None
         if self._fast is None:
             arr = open_store(store, mode="r")[name]
             self._buf = np.empty((shard_rows(arr), *arr.shape[1:]), dtype=arr.dtype)
-            self._fill, self._where, self._written = 0, (store, name), written
+            self._row, self._fill, self._where, self._written = row, 0, (store, name), written
+
+    @property
+    def row(self) -> int:
+        return self._fast.row if self._fast is not None else self._row
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -377,18 +380,17 @@ class ShardWriter:
     def add(self, data: np.ndarray) -> None:
         if self._fast is not None:
             self._fast.add(data)
-            self.row += len(data)
             return
         done = 0
         while done < len(data):
             take = min(len(self._buf) - self._fill, len(data) - done)
             self._buf[self._fill : self._fill + take] = data[done : done + take]
-            self._fill, done, self.row = self._fill + take, done + take, self.row + take
+            self._fill, done, self._row = self._fill + take, done + take, self._row + take
             if self._fill == len(self._buf):
                 self._store_buffer()
 
     def _store_buffer(self) -> None:
-        write_shard(*self._where, self.row - self._fill, self._buf[: self._fill])
+        write_shard(*self._where, self._row - self._fill, self._buf[: self._fill])
         self._fill = 0
         if self._written is not None:
             self._written()
