@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from common import OUT, raw_folder, timer
 
-from bfsdata import manifest, store
+from bfsdata import manifest, store, store_io
 from bfsdata.augment import augment
 from bfsdata.ingest import ingest
 from bfsdata.loader import to_float, train_dataset
@@ -109,7 +109,7 @@ def export_png(ws, rows: np.ndarray):
     if len(list(out.glob("*.png"))) == len(rows):
         return out
     out.mkdir(parents=True, exist_ok=True)
-    arr = store.ts_array(store.store_path(ws), "patches")
+    arr = store_io.ts_array(store.store_path(ws), "patches")
     for start in range(0, len(rows), 256):
         chunk = np.sort(rows[start : start + 256])
         for r, img in zip(chunk, arr[chunk].read().result(), strict=True):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bfsdata import folder, folder_image, manifest, provenance, store
+from bfsdata import folder, folder_image, manifest, provenance, store, store_io
 from bfsdata.config import Pipeline
 from bfsdata.faults import crash_point
 from bfsdata.imageio import (
@@ -290,7 +290,7 @@ def _write_shards(task: _Task, named: tuple[tuple[str, np.ndarray], ...]) -> Non
     root = store.open_store(task.store)
     for name, data in named:
         store.delete_shards(root[name], [task.row])
-        store.write_shard(task.store, name, task.row, data[None])
+        store_io.write_shard(task.store, name, task.row, data[None])
         crash_point(f"ingest.{name}")
 
 

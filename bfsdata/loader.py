@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from bfsdata import store as store_mod
+from bfsdata import store_io
 
 _ARRAY = "patches"
 
@@ -164,7 +165,7 @@ class _Reader:
         if self._pid != os.getpid():  # first use, or a forked child: open our own handle
             with self._lock:
                 if self._pid != os.getpid():
-                    self._arr = store_mod.ts_array(self.store, _ARRAY)
+                    self._arr = store_io.ts_array(self.store, _ARRAY)
                     self._pid = os.getpid()
         return self._arr
 

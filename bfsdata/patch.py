@@ -5,9 +5,9 @@ ingested image size, the settings against the store), finds the acquisitions not
 plans tasks of a few acquisitions, each owning a range of whole shards (DESIGN.md section 6: nobody
 else ever writes into them). A task deletes its shards first (debris of a killed run), registers
 each acquisition on its max rank image, cuts the same boxes from every selected frame and rank
-image, and hands the patches to a `store.ShardWriter`, which encodes them at once and writes each
+image, and hands the patches to a `store_io.ShardWriter`, which encodes them at once and writes each
 full shard in the background; meanwhile the next acquisition is read into the thread's other
-buffer (`store.read_row`). Buffers are reused, so memory stays flat however long the run. The
+buffer (`store_io.read_row`). Buffers are reused, so memory stays flat however long the run. The
 manifest is committed from finished tasks only (a task returns once its shards are on disk), so
 it never points at a patch that is not there.
 Image folders (layout.mode grid or resize) take their boxes from `bfsdata.grid` instead of a
@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from bfsdata import manifest, provenance, store
+from bfsdata import manifest, provenance, store, store_io
 from bfsdata.config import Pipeline
 from bfsdata.crop import cut_patches
 from bfsdata.faults import crash_point
@@ -207,7 +207,7 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
     root = store.open_store(plan.store)
     store.delete_shards(root["patches"], range(unit.first_shard, unit.first_shard + unit.n_shards))
     names = ("frames", "masks") if plan.tiling is not None else ("frames", "rank")
-    src = {name: store.ts_array(plan.store, name) for name in names}
+    src = {name: store_io.ts_array(plan.store, name) for name in names}
     cut = _scratch("cut", (plan.per_acquisition, plan.size, plan.size), "uint8")
     tables, problems = [], []
     first = unit.first_shard * plan.shard
@@ -215,7 +215,7 @@ def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
     jobs = unit.jobs
     after = _read(src, jobs[0], plan, 0) if jobs else {}
     try:
-        with store.ShardWriter(plan.store, "patches", first, written) as shards:
+        with store_io.ShardWriter(plan.store, "patches", first, written) as shards:
             for k, job in enumerate(jobs):
                 reads = after
                 after = _read(src, jobs[k + 1], plan, (k + 1) % 2) if k + 1 < len(jobs) else {}
@@ -268,7 +268,7 @@ def _read(src: dict, job: _Job, plan: Plan, slot: int) -> dict[str, Future]:
         if plan.tiling is None:
             rows = arr.shape[1] if picks is None else len(picks)
             buf = _scratch(f"{name}{slot}", (rows, *arr.shape[2:]), plan.dtype)
-            fut = store.read_row(plan.store, name, job.acq, buf, picks)
+            fut = store_io.read_row(plan.store, name, job.acq, buf, picks)
         if fut is None:
             fut = (arr[job.acq] if picks is None else arr[job.acq, picks]).read()
         reads[name] = fut

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bfsdata import manifest, store
+from bfsdata import manifest, store, store_io
 from bfsdata.config import Pipeline, image_name
 from bfsdata.parallel import progress_bar, run_tasks
 
@@ -173,7 +173,7 @@ def _score_part(
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """(index, scores (n,) float32, batch times in s) of one part. Runs on a worker."""
     serve = serve or _worker_scorer(part.run_dir, part.model_stamp)
-    arr = store.ts_array(part.store, "patches")
+    arr = store_io.ts_array(part.store, "patches")
     scores = np.empty(len(part.patch_rows), dtype=np.float32)
     times = []
     for j in range(0, len(part.patch_rows), part.batch):
@@ -253,7 +253,7 @@ def _timing(times: list[float], batch: int) -> dict:
 def reconstruct(workspace: Path, run_dir: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """A gallery function: store rows -> x, reconstruction, heatmap, each (N, P, P) in [0, 1]."""
     serve = load_scorer(run_dir)
-    arr = store.ts_array(store.store_url(workspace), "patches")
+    arr = store_io.ts_array(store.store_url(workspace), "patches")
 
     def images(patch_rows: np.ndarray) -> dict[str, np.ndarray]:
         order = np.argsort(patch_rows)

@@ -39,7 +39,7 @@ from numcodecs import Blosc
 _ALIGN = 4096  # O_DIRECT wants address, length and offset aligned to the device's block size
 _EMPTY = np.iinfo(np.uint64).max  # index entry of a chunk that is not stored (fill value)
 _SHUFFLE = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
-_local = threading.local()  # each thread's read and write buffers
+_local = threading.local()  # each thread's buffer for a shard file's bytes
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def _read_into(path: Path, lay: _Layout, out: np.ndarray, picks: list[int]) -> n
         return out
     try:
         size = os.fstat(fd).st_size
-        raw = _read_buffer(size)
+        raw = _buffer(size)
         got = os.readv(fd, [memoryview(raw)[:size]])
     finally:
         os.close(fd)
@@ -198,14 +198,6 @@ def _read_into(path: Path, lay: _Layout, out: np.ndarray, picks: list[int]) -> n
         else:
             lay.codec.decode(view[start : start + nbytes], out=out[k])
     return out
-
-
-def _read_buffer(n: int) -> bytearray:
-    """This thread's buffer for one shard file's bytes, kept from read to read."""
-    buf = getattr(_local, "read", None)
-    if buf is None or len(buf) < n:
-        buf = _local.read = bytearray(max(n, 1 << 24))
-    return buf
 
 
 _pool: dict[str, tuple[int, ThreadPoolExecutor]] = {}
@@ -250,8 +242,9 @@ def _assemble(lay: _Layout, pieces: list[bytes]) -> list[bytes]:
 
 
 def _buffer(n: int) -> mmap.mmap:
-    """A page-aligned buffer of at least n bytes, kept per thread: fresh pages cost a fault each
-    on this VM, so the buffer is reused from shard to shard."""
+    """A page-aligned buffer (as O_DIRECT wants) of at least n bytes for a shard file's bytes,
+    kept per thread: fresh pages cost a fault each on this VM, so it is reused from shard to
+    shard, read or written."""
     buf = getattr(_local, "buf", None)
     if buf is None or len(buf) < n:
         buf = _local.buf = mmap.mmap(-1, max(n, 1 << 24))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bfsdata import manifest, store
+from bfsdata import manifest, store, store_io
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _array_stats(ws: Path, arr, rows: pd.Series) -> ArrayStats:
 
 def _intensity(ws: Path, patches: pd.DataFrame, sample: int, seed: int) -> pd.DataFrame:
     """Mean and standard deviation of grey levels per region over a random patch sample."""
-    arr = store.ts_array(store.store_url(ws), "patches")  # random reads: tensorstore is faster
+    arr = store_io.ts_array(store.store_url(ws), "patches")  # random reads: tensorstore is faster
     rows = patches[patches["patch"] < arr.shape[0]]
     if len(rows) > sample:
         rows = rows.sample(n=sample, random_state=seed)

@@ -19,32 +19,27 @@ an fsspec URL (s3://bucket/prefix, memory://...), which then holds `bfsdata.zarr
 `manifests/` as a workspace does, so workers on several machines share one store. The workspace
 keeps pipeline.yaml, runs/, reports/ and previews/, and records the location once in
 `<ws>/store.url`; later commands find it there. Folders (plain paths, file://) work as before:
-LocalStore, tensorstore reads, whole shards written by bfsdata.shard_file, temp file + rename.
-URLs go through fsspec: zarr's FsspecStore, zarr-python instead of tensorstore (which has no
-fsspec backend; its own s3 driver is not used, as nothing could test it offline), and one PUT
-per manifest (an object store shows the old object or the new one, never half). memory://
-lives in one process: threads only.
+LocalStore, tensorstore reads, whole shards written by bfsdata.shard_file, temp file + rename
+(reading and writing the arrays: bfsdata.store_io). URLs go through fsspec: zarr's
+FsspecStore, zarr-python instead of tensorstore (which has no fsspec backend; its own s3 driver
+is not used, as nothing could test it offline), and one PUT per manifest (an object store shows
+the old object or the new one, never half). memory:// lives in one process: threads only.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import fsspec
 import numpy as np
-import tensorstore as ts
 import zarr
 from zarr.codecs import BloscCodec
 from zarr.core.sync import sync
 
-from bfsdata import shard_file
 from bfsdata.config import StoreConfig
 
 log = logging.getLogger(__name__)
@@ -61,10 +56,10 @@ class StoreError(ValueError):
 def data_root(workspace: Path) -> Path | str:
     """Where bfsdata.zarr and manifests/ live: a local folder (Path) or a URL (str)."""
     record = Path(workspace) / RECORD
-    return _location(record.read_text().strip()) if record.is_file() else Path(workspace)
+    return location(record.read_text().strip()) if record.is_file() else Path(workspace)
 
 
-def _location(url: str) -> Path | str:
+def location(url: str) -> Path | str:
     """Plain paths and file:// URLs are local folders; any other URL stays a URL."""
     url = url.removeprefix("file://")
     return url.rstrip("/") if "://" in url else Path(url)
@@ -135,7 +130,7 @@ def attach(workspace: Path, url: str) -> bool:
     Refused when the workspace keeps data elsewhere already: one workspace, one store.
     """
     ws = Path(workspace)
-    loc = _canonical(_location(url))
+    loc = _canonical(location(url))
     filesystem(loc)  # an unknown protocol or a missing package fails now, not mid-run
     current = _canonical(data_root(ws))
     if current == loc:
@@ -175,7 +170,7 @@ def open_root(workspace: Path, mode: str = "a") -> zarr.Group:
 
 def open_store(url: str, mode: str = "a") -> zarr.Group:
     """The root group at `url` (from `store_url`), e.g. inside a task on a worker."""
-    return zarr.open_group(str(_location(url)), mode=mode, zarr_format=3)
+    return zarr.open_group(str(location(url)), mode=mode, zarr_format=3)
 
 
 def codec(cfg: StoreConfig) -> BloscCodec:
@@ -299,143 +294,16 @@ def remove_orphans(arr: zarr.Array, used_rows: np.ndarray) -> int:
     return len(orphans)
 
 
-def ts_array(store: Path | str, name: str) -> Any:
-    """A tensorstore handle on one array of the store, opened once per process.
-
-    zarr-python encodes a shard's 256 inner chunks one by one (about 1,200 patches/s here);
-    tensorstore writes the same zarr v3 bytes from C++ threads (about 4,800 patches/s on 2 cores)
-    and reads 4x faster. Open it inside the task that uses it (never before a fork, and after
-    any resize: a handle keeps the shape it was opened with); the thread pools behind it are
-    shared per process. A store at a URL gets the same interface over zarr-python.
-    """
-    loc = _location(str(store))
-    if not isinstance(loc, Path):
-        return _ZarrArray(open_store(loc, mode="r+")[name])
-    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{loc}/{name}"}}
-    return ts.open(spec, open=True, context=_ts_context(os.getpid())).result()
-
-
-def read_row(
-    store: str, name: str, row: int, out: np.ndarray, picks: list[int] | None = None
-) -> Future | None:
-    """Start reading row `row` of array `name` (its entries `picks` along axis 1, default
-    all) into `out` in a background thread: a Future of `out`, for a local array of the
-    frames' layout (bfsdata.shard_file.read_async); None otherwise, for a tensorstore read."""
-    loc = _location(store)
-    return shard_file.read_async(loc / name, row, out, picks) if isinstance(loc, Path) else None
-
-
-def write_shard(store: str, name: str, row: int, data: np.ndarray) -> None:
-    """Write one whole shard of array `name`: rows [row, row + len(data)), `row` its first.
-
-    A local folder gets the shard file straight from bfsdata.shard_file (no page cache: 40x less
-    kernel CPU per MB here); a URL, or a layout that module does not write, goes through
-    `ts_array`. Either way the shard appears whole or not at all.
-    """
-    loc = _location(store)
-    if isinstance(loc, Path) and shard_file.write(loc / name, row, data):
-        return
-    ts_array(store, name)[row : row + len(data)].write(data).result()
-
-
-class ShardWriter:
-    """Rows [row, ...) of array `name`, added a block at a time, stored a whole shard at a time
-    (DESIGN.md section 6); `row` is where the next block goes. Use it in a `with`: leaving it
-    normally stores the last, partial shard and waits for every write; leaving it by an error
-    stores nothing more.
-
-    A local folder gets bfsdata.shard_file's Appender (rows encoded as they come, shards
-    written in the background); a URL, or a layout that module does not write, a shard-sized
-    buffer stored through `write_shard`. `written` is called after each shard is stored.
-    """
-
-    def __init__(
-        self, store: str, name: str, row: int, written: Callable[[], None] | None = None
-    ) -> None:
-        loc = _location(store)
-        local = isinstance(loc, Path)
-        self._fast = shard_file.appender(loc / name, row, written) if local else None
-        if self._fast is None:
-            arr = open_store(store, mode="r")[name]
-            self._buf = np.empty((shard_rows(arr), *arr.shape[1:]), dtype=arr.dtype)
-            self._row, self._fill, self._where, self._written = row, 0, (store, name), written
-
-    @property
-    def row(self) -> int:
-        return self._fast.row if self._fast is not None else self._row
-
-    def __enter__(self) -> ShardWriter:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if self._fast is not None:
-            if kind is None:
-                self._fast.close()
-            else:
-                with suppress(Exception):  # the error in flight says more
-                    self._fast.close(store_rest=False)
-        elif kind is None and self._fill:
-            self._store_buffer()
-
-    def add(self, data: np.ndarray) -> None:
-        if self._fast is not None:
-            self._fast.add(data)
-            return
-        done = 0
-        while done < len(data):
-            take = min(len(self._buf) - self._fill, len(data) - done)
-            self._buf[self._fill : self._fill + take] = data[done : done + take]
-            self._fill, done, self._row = self._fill + take, done + take, self._row + take
-            if self._fill == len(self._buf):
-                self._store_buffer()
-
-    def _store_buffer(self) -> None:
-        write_shard(*self._where, self._row - self._fill, self._buf[: self._fill])
-        self._fill = 0
-        if self._written is not None:
-            self._written()
-
-
-@functools.lru_cache(maxsize=2)
-def _ts_context(pid: int) -> ts.Context:
-    return ts.Context()
-
-
-class _ZarrArray:
-    """What the stages use of a tensorstore handle, over zarr-python: `shape`,
-    `a[sel].read().result()` and `a[sel].write(x).result()`, with ints, slices and integer
-    arrays (orthogonal, in the order given)."""
-
-    def __init__(self, arr: zarr.Array, selection: Any = ...) -> None:
-        self._arr, self._sel, self.shape = arr, selection, arr.shape
-
-    def __getitem__(self, selection: Any) -> _ZarrArray:
-        return _ZarrArray(self._arr, selection)
-
-    def read(self) -> Future:
-        return _done(self._arr.oindex[self._sel])
-
-    def write(self, data: np.ndarray) -> Future:
-        self._arr.oindex[self._sel] = data
-        return _done(None)
-
-
-def _done(value: Any) -> Future:
-    f: Future = Future()
-    f.set_result(value)
-    return f
-
-
 def stored_bytes(workspace: Path, *parts: str) -> int:
     """Bytes of every file (object) under the store, or under `parts` inside it."""
-    fs, path = filesystem(join(_location(store_url(workspace)), *parts))
+    fs, path = filesystem(join(location(store_url(workspace)), *parts))
     return int(fs.du(path, total=True)) if fs.exists(path) else 0
 
 
 def partials(workspace: Path) -> list[str]:
     """Temp files writers leave behind a kill: LocalStore `*.partial`, tensorstore `*.__lock`.
     An object store has none: a PUT lands whole or not at all."""
-    root = _location(store_url(workspace))
+    root = location(store_url(workspace))
     if not isinstance(root, Path) or not root.exists():
         return []
     return [str(p) for pattern in ("*.partial", "*.__lock") for p in root.rglob(pattern)]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from bfsdata import manifest, provenance, store
+from bfsdata import manifest, provenance, store, store_io
 from bfsdata.config import kind_rank
 from bfsdata.crop import cut_patches
 from bfsdata.layout import window_warp
@@ -84,7 +84,7 @@ def verify(workspace: Path, *, sample: int | None = 32, seed: int = 0) -> Verify
     rows_of = usable.groupby("acq").indices  # acq -> positions: one pass, not one per acq
     # tensorstore reads (about 4x zarr-python); handles opened now, after every resize.
     src = {
-        n: store.ts_array(store.store_url(ws), n)
+        n: store_io.ts_array(store.store_url(ws), n)
         for n in ("frames", "rank", "patches")
         if n in root
     }

@@ -21,7 +21,7 @@ import pytest
 from cli_helpers import invoke, ok, refused
 from workspace_fixtures import write_pipeline
 
-from bfsdata import manifest, store
+from bfsdata import manifest, store, store_io
 from bfsdata.config import AcquisitionConfig, PatchConfig, Pipeline, StoreConfig
 from bfsdata.ingest import ingest
 from bfsdata.patch import patch
@@ -231,7 +231,7 @@ def _by_key(ws: Path) -> dict[tuple, np.ndarray]:
     """{(acq, kind, frame, vial, region): patch}, read with tensorstore (zarr-python takes
     seconds for these 7,200 patches)."""
     rows = _rows(ws)
-    arr = store.ts_array(store.store_path(ws), "patches")
+    arr = store_io.ts_array(store.store_path(ws), "patches")
     data = arr[rows["patch"].to_numpy()].read().result()  # (N, 128, 128)
     keys = rows[["acq", "kind", "frame", "vial", "region"]].itertuples(index=False, name=None)
     return dict(zip(keys, data, strict=True))

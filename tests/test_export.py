@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from workspace_fixtures import EPOCHS, SIZE, STEPS, SharedRun, shared_run
 
-from bfsdata import manifest, store
+from bfsdata import manifest, store, store_io
 from bfsdata.model import losses
 from bfsdata.score import load_scorer
 
@@ -32,7 +32,7 @@ def patches(run: SharedRun) -> np.ndarray:
     rows = manifest.read(run.ws, manifest.PATCHES)
     rows = rows[rows["strip"].isin(["D1", "G3"])]["patch"].to_numpy()
     pick = np.sort(np.random.default_rng(0).choice(rows, 12, replace=False))
-    x = store.ts_array(store.store_path(run.ws), "patches")[pick].read().result()
+    x = store_io.ts_array(store.store_path(run.ws), "patches")[pick].read().result()
     return x[..., None]
 
 

@@ -12,7 +12,7 @@ import tensorstore as ts
 import zarr
 from zarr.codecs import BloscCodec, GzipCodec
 
-from bfsdata import shard_file, store
+from bfsdata import shard_file, store, store_io
 from bfsdata.config import StoreConfig
 
 
@@ -132,7 +132,7 @@ def test_shard_writer_fills_whole_shards_from_blocks_of_any_size(tmp_path: Path,
     )  # fmt: skip
     data = np.arange(12 * 16, dtype=np.uint8).reshape(12, 4, 4) + 1
     stored = []
-    with store.ShardWriter(str(root), "a", 8, lambda: stored.append(1)) as w:
+    with store_io.ShardWriter(str(root), "a", 8, lambda: stored.append(1)) as w:
         for lo, hi in ((0, 3), (3, 10), (10, 12)):
             block = data[lo:hi].copy()
             w.add(block)
@@ -152,7 +152,7 @@ def test_shard_writer_left_by_an_error_stores_no_partial_shard(tmp_path: Path) -
     _array(folder, (16, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
     with (
         pytest.raises(RuntimeError, match="cut failed"),
-        store.ShardWriter(str(folder.parent), "a", 0) as w,
+        store_io.ShardWriter(str(folder.parent), "a", 0) as w,
     ):
         w.add(np.full((6, 4, 4), 3, np.uint8))
         raise RuntimeError("cut failed")
@@ -167,7 +167,7 @@ def test_a_failed_background_write_is_raised_to_the_task(tmp_path: Path) -> None
     _array(folder, (16, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
     (folder / "c").mkdir()
     (folder / "c" / "1").write_text("in the way")  # shard 1's folder cannot be made
-    with pytest.raises(OSError), store.ShardWriter(str(folder.parent), "a", 4) as w:
+    with pytest.raises(OSError), store_io.ShardWriter(str(folder.parent), "a", 4) as w:
         w.add(np.ones((4, 4, 4), np.uint8))
 
 

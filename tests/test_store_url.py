@@ -18,7 +18,7 @@ from cli_helpers import invoke, ok, refused
 from test_distributed import Kit, assert_same_workspace, make_kit, new_workspace
 from workspace_fixtures import write_pipeline
 
-from bfsdata import manifest, store
+from bfsdata import manifest, store, store_io
 from bfsdata.ingest import ingest
 from bfsdata.patch import patch
 from bfsdata.verify import verify
@@ -70,11 +70,11 @@ def test_url_store_reads_like_a_folder(tmp_path: Path, kit: Kit, memory_url: str
     here, there = (store.store_url(w) for w in (kit.reference, ws))
     assert there.startswith("memory://")
     rows = np.array([900, 3, 257, 3, 12])
-    got = store.ts_array(there, "patches")[rows].read().result()
-    want = store.ts_array(here, "patches")[rows].read().result()
+    got = store_io.ts_array(there, "patches")[rows].read().result()
+    want = store_io.ts_array(here, "patches")[rows].read().result()
     np.testing.assert_array_equal(got, want)
-    got = store.ts_array(there, "frames")[5, [3, 0]].read().result()
-    want_frames = store.ts_array(here, "frames")[5][[3, 0]].read().result()
+    got = store_io.ts_array(there, "frames")[5, [3, 0]].read().result()
+    want_frames = store_io.ts_array(here, "frames")[5][[3, 0]].read().result()
     assert got.shape == (2, 128, 160)
     np.testing.assert_array_equal(got, want_frames)
 
