@@ -39,6 +39,7 @@ from bfsdata.layout import Registration, RegistrationError, register
 from bfsdata.parallel import run_tasks
 from bfsdata.patch_plan import PatchError, Plan, check_settings, make_plan
 from bfsdata.problems import Problem
+from bfsdata.shard_file import RowRead
 from bfsdata.workspace import Committer, record_rejections
 
 log = logging.getLogger(__name__)
@@ -254,25 +255,39 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     return buf
 
 
-def _read(src: dict, job: _Job, plan: Plan, slot: int) -> dict[str, Future]:
+def _read(src: dict, job: _Job, plan: Plan, slot: int) -> dict[str, RowRead | _Whole]:
     """Start reading what one acquisition is cut from, in background threads, so that a task
     reads the next acquisition while it cuts this one. Frames and rank images of a local store
     are decoded into this thread's buffers of `slot` (two slots: the one being cut, the one
-    being read); anything else is read by tensorstore."""
+    being read), image by image; anything else is read whole by tensorstore."""
     wanted = [("masks" if plan.tiling is not None else "rank", None)]
     if "frame" in plan.kinds:
         wanted.append(("frames", list(plan.frames)))
-    reads = {}
+    reads: dict[str, RowRead | _Whole] = {}
     for name, picks in wanted:
-        arr, fut = src[name], None
+        arr = src[name]
         if plan.tiling is None:
             rows = arr.shape[1] if picks is None else len(picks)
             buf = _scratch(f"{name}{slot}", (rows, *arr.shape[2:]), plan.dtype)
-            fut = store_io.read_row(plan.store, name, job.acq, buf, picks)
-        if fut is None:
-            fut = (arr[job.acq] if picks is None else arr[job.acq, picks]).read()
-        reads[name] = fut
+            read = store_io.read_row(plan.store, name, job.acq, buf, picks)
+            if read is not None:
+                reads[name] = read
+                continue
+        reads[name] = _Whole((arr[job.acq] if picks is None else arr[job.acq, picks]).read())
     return reads
+
+
+class _Whole:
+    """A tensorstore read as a RowRead: every entry waits for the whole."""
+
+    def __init__(self, future: Future) -> None:
+        self._future = future
+
+    def entry(self, k: int) -> np.ndarray:
+        return self._future.result()[k]
+
+    def result(self) -> np.ndarray:
+        return self._future.result()
 
 
 def _cut_acquisition(reads: dict, job: _Job, plan: Plan, out: np.ndarray) -> pd.DataFrame:
@@ -282,15 +297,17 @@ def _cut_acquisition(reads: dict, job: _Job, plan: Plan, out: np.ndarray) -> pd.
         labels = reads["masks"].result()  # (H, W) 0 clean, 1 defect, 2 unknown
         job = dataclasses.replace(job, **mask_cells(labels, reg.boxes))
     else:
-        rank = reads["rank"].result()  # (R, H, W)
-        reg = register(rank[plan.rank_index["rank_max"]], plan.geo, plan.rotation)
+        rank = reads["rank"]  # (R, H, W)
+        reg = register(rank.entry(plan.rank_index["rank_max"]), plan.geo, plan.rotation)
     boxes = reg.boxes.reshape(-1, 4)  # (V * R, 4), vial-major
     warp = reg.warp(plan.subpixel)
     images = plan.images
-    frames = reads["frames"].result() if "frames" in reads else None
     n = len(boxes)
     for i, (kind, f) in enumerate(images):
-        img = frames[plan.frames.index(f)] if kind == "frame" else rank[plan.rank_index[kind]]
+        if kind == "frame":  # waits for this frame only: the next ones are still decoding
+            img = reads["frames"].entry(plan.frames.index(f))
+        else:
+            img = rank.entry(plan.rank_index[kind])
         cut_patches(
             img,
             boxes,

@@ -42,10 +42,10 @@ def ts_array(store: Path | str, name: str) -> Any:
 
 def read_row(
     store: str, name: str, row: int, out: np.ndarray, picks: list[int] | None = None
-) -> Future | None:
+) -> shard_file.RowRead | None:
     """Start reading row `row` of array `name` (its entries `picks` along axis 1, default
-    all) into `out` in a background thread: a Future of `out`, for a local array of the
-    frames' layout (bfsdata.shard_file.read_async); None otherwise, for a tensorstore read."""
+    all) into `out` in a background thread, entry by entry (`shard_file.RowRead`), for a local
+    array of the frames' layout; None otherwise, for a tensorstore read."""
     loc = location(store)
     return shard_file.read_async(loc / name, row, out, picks) if isinstance(loc, Path) else None
 

@@ -208,6 +208,27 @@ def test_read_async_refuses_a_damaged_shard_by_name(tmp_path: Path) -> None:
         shard_file.read_async(folder, 0, np.empty((3, 8, 8), np.uint8)).result()
 
 
+def test_read_async_hands_out_each_entry_as_it_is_decoded(tmp_path: Path) -> None:
+    """Entries decode in the order picked: one before a damaged chunk is served, the damaged
+    one and the whole read raise an error naming the file and the chunk."""
+    folder = tmp_path / "frames"
+    _array(folder, (1, 3, 8, 8), (1, 3, 8, 8), (1, 1, 8, 8), "uint8")
+    data = np.arange(3 * 64, dtype=np.uint8).reshape(1, 3, 8, 8)
+    assert shard_file.write(folder, 0, data)
+    path = folder / "c" / "0" / "0" / "0" / "0"
+    raw = bytearray(path.read_bytes())
+    start = int.from_bytes(raw[-4 - 16 * 3 + 16 : -4 - 16 * 3 + 24], "little")  # chunk 1
+    raw[start : start + 16] = bytes(16)  # its blosc header zeroed; the index stays intact
+    path.write_bytes(bytes(raw))
+    read = shard_file.read_async(folder, 0, np.zeros((3, 8, 8), np.uint8), [2, 0, 1])
+    np.testing.assert_array_equal(read.entry(0), data[0, 2])
+    np.testing.assert_array_equal(read.entry(1), data[0, 0])
+    with pytest.raises(ValueError, match=r"c/0/0/0/0: damaged shard: chunk 1: .*blosc"):
+        read.entry(2)
+    with pytest.raises(ValueError, match="chunk 1"):
+        read.result()
+
+
 def test_read_async_leaves_other_layouts_to_the_caller(tmp_path: Path) -> None:
     folder = tmp_path / "patches"
     _array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")  # shards of several rows
