@@ -85,12 +85,16 @@ def write(array_dir: Path, row: int, data: np.ndarray) -> bool:
 class Appender:
     """Consecutive whole shards from row `row` on, filled by `add`, a block of rows at a time.
 
-    Each row is encoded as it comes (the caller may reuse its buffer once `add` returns); a
-    full shard is written by a background thread while the caller goes on, one shard in flight
-    per appender: writing bypasses the page cache, so the writing thread waits for the disk,
-    and that wait is no longer the caller's. `close` writes the last, partial shard and waits;
-    an error of any write is raised there or by the next `add`. `written` is called once per
-    shard on disk (the crash tests' point).
+    Each row is encoded as it comes and its bytes go straight into the shard's page-aligned
+    buffer (the caller may reuse its own buffer once `add` returns); a full shard is written
+    from there by a background thread while the caller fills the other of its two buffers:
+    one shard in flight per appender. Writing bypasses the page cache, so the writing thread
+    waits for the disk, and that wait is not the caller's. Copying each chunk as it is made,
+    a few microseconds at a time, rather than a whole shard's (~1 ms, holding the GIL) in the
+    writer, keeps the other threads from waiting that long for the GIL. `close` writes the
+    last, partial shard and waits; an error of any write is raised there or by the next `add`.
+    `written` is called once per shard on disk (the crash tests' point). The buffers are the
+    calling thread's, kept for its next appender: one appender per thread at a time.
     """
 
     def __init__(
@@ -100,34 +104,50 @@ class Appender:
             raise ValueError(f"row {row} does not start a shard of {lay.shard[0]} rows")
         self.row = row  # where the next `add` starts
         self._dir, self._lay, self._written = array_dir, lay, written
-        self._pieces: list[bytes] = []
+        self._bufs = _fill_buffers(_largest_shard(lay))
+        self._first = 0 if lay.index_at_end else _index_size(lay)  # where the chunks start
+        self._pos, self._sizes = self._first, []  # bytes and chunks in the current buffer
         self._pending: Future | None = None
 
     def add(self, data: np.ndarray) -> None:
         if data.shape[1:] != self._lay.shard[1:]:
             raise ValueError(f"rows of {data.shape[1:]} for an array of {self._lay.shard[1:]}")
-        per_row = len(self._lay.cells)
+        full = self._lay.shard[0] * len(self._lay.cells)
         for r in data:
-            self._pieces.extend(_encode_row(self._lay, r))
+            buf = self._bufs[0]
+            for piece in _encode_row(self._lay, r):
+                end = self._pos + len(piece)
+                buf[self._pos : end] = piece
+                self._pos = end
+                self._sizes.append(len(piece))
             self.row += 1
-            if len(self._pieces) == self._lay.shard[0] * per_row:
+            if len(self._sizes) == full:
                 self._submit()
 
     def close(self, store_rest: bool = True) -> None:
         """Store the last, partial shard (unless `store_rest` is False) and wait for the writes."""
-        if self._pieces and store_rest:
+        if self._sizes and store_rest:
             self._submit()
         self._wait()
 
     def _submit(self) -> None:
         start = (self.row - 1) // self._lay.shard[0] * self._lay.shard[0]
+        buf, index = self._bufs[0], _index(self._lay, self._sizes, self._first)
+        if self._lay.index_at_end:
+            buf[self._pos : self._pos + len(index)] = index
+            n = self._pos + len(index)
+        else:
+            buf[: len(index)] = index
+            n = self._pos
+        self._wait()  # the other buffer's shard: on disk before that buffer is filled again
         path = _shard_path(self._dir, self._lay, start)
-        pieces, self._pieces = _assemble(self._lay, self._pieces), []
-        self._wait()
-        self._pending = _pools("write").submit(self._write, path, pieces)
+        self._pending = _pools("write").submit(self._write, path, buf, n)
+        self._bufs.reverse()
+        self._pos, self._sizes = self._first, []
 
-    def _write(self, path: Path, pieces: list[bytes]) -> None:
-        _write_file(path, pieces)
+    def _write(self, path: Path, buf: mmap.mmap, n: int) -> None:
+        with memoryview(buf) as view:
+            _store(path, view, n)
         if self._written is not None:
             self._written()
 
@@ -275,14 +295,39 @@ def _encode_row(lay: _Layout, row: np.ndarray) -> list[bytes]:
 
 def _assemble(lay: _Layout, pieces: list[bytes]) -> list[bytes]:
     """A shard's bytes: its first len(pieces) chunks in C order, the others not stored."""
+    first = 0 if lay.index_at_end else _index_size(lay)
+    index = _index(lay, [len(p) for p in pieces], first)
+    return [*pieces, index] if lay.index_at_end else [index, *pieces]
+
+
+def _index(lay: _Layout, sizes: list[int], first: int) -> bytes:
+    """A shard's index and its crc32c, for chunks of `sizes` bytes stored one after the other
+    from byte `first` on, in C order; the shard's other chunks are not stored."""
     index = np.full((math.prod(lay.grid), 2), _EMPTY, dtype="<u8")
-    sizes = np.fromiter(map(len, pieces), dtype=np.uint64, count=len(pieces))
-    first = 0 if lay.index_at_end else index.nbytes + 4
-    index[: len(pieces), 0] = first + np.cumsum(sizes) - sizes
-    index[: len(pieces), 1] = sizes
+    n = np.asarray(sizes, dtype=np.uint64)
+    index[: len(n), 0] = first + np.cumsum(n) - n
+    index[: len(n), 1] = n
     raw = index.tobytes()
-    tail = raw + np.uint32(google_crc32c.value(raw)).astype("<u4").tobytes()
-    return [*pieces, tail] if lay.index_at_end else [tail, *pieces]
+    return raw + np.uint32(google_crc32c.value(raw)).astype("<u4").tobytes()
+
+
+def _index_size(lay: _Layout) -> int:
+    return 16 * math.prod(lay.grid) + 4
+
+
+def _largest_shard(lay: _Layout) -> int:
+    """Bytes of a shard whose every chunk blosc stored uncompressed (16 bytes of header)."""
+    chunk = math.prod(lay.chunk) * lay.dtype.itemsize
+    return math.prod(lay.grid) * (chunk + 16) + _index_size(lay)
+
+
+def _fill_buffers(n: int) -> list[mmap.mmap]:
+    """This thread's two page-aligned buffers of at least n bytes for an Appender's shards."""
+    bufs = getattr(_local, "fill", None)
+    if bufs is None or len(bufs[0]) < n:
+        size = -(-n // _ALIGN) * _ALIGN
+        bufs = _local.fill = [mmap.mmap(-1, size), mmap.mmap(-1, size)]
+    return bufs
 
 
 def _buffer(n: int) -> mmap.mmap:
@@ -297,20 +342,24 @@ def _buffer(n: int) -> mmap.mmap:
 
 def _write_file(path: Path, pieces: list[memoryview | bytes]) -> None:
     n = sum(len(p) for p in pieces)
-    padded = -(-n // _ALIGN) * _ALIGN
-    buf = _buffer(padded)
+    buf = _buffer(-(-n // _ALIGN) * _ALIGN)
     with memoryview(buf) as view:
         pos = 0
         for p in pieces:
             view[pos : pos + len(p)] = p
             pos += len(p)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-        try:
-            _write_direct(tmp, view, n, padded)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _store(path, view, n)
+
+
+def _store(path: Path, view: memoryview, n: int) -> None:
+    """Write view[:n] (page-aligned, with room to pad) as the file `path`, by rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        _write_direct(tmp, view, n, -(-n // _ALIGN) * _ALIGN)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _write_direct(tmp: Path, view: memoryview, n: int, padded: int) -> None:
