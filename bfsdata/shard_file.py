@@ -85,16 +85,15 @@ def write(array_dir: Path, row: int, data: np.ndarray) -> bool:
 class Appender:
     """Consecutive whole shards from row `row` on, filled by `add`, a block of rows at a time.
 
-    Each row is encoded as it comes and its bytes go straight into the shard's page-aligned
-    buffer (the caller may reuse its own buffer once `add` returns); a full shard is written
-    from there by a background thread while the caller fills the other of its two buffers:
-    one shard in flight per appender. Writing bypasses the page cache, so the writing thread
-    waits for the disk, and that wait is not the caller's. Copying each chunk as it is made,
-    a few microseconds at a time, rather than a whole shard's (~1 ms, holding the GIL) in the
-    writer, keeps the other threads from waiting that long for the GIL. `close` writes the
-    last, partial shard and waits; an error of any write is raised there or by the next `add`.
-    `written` is called once per shard on disk (the crash tests' point). The buffers are the
-    calling thread's, kept for its next appender: one appender per thread at a time.
+    Each row is encoded as it comes, its bytes copied into the shard's page-aligned buffer (the
+    caller may reuse its own once `add` returns: copies of a few microseconds, where the writer
+    used to join a shard, ~1 ms holding the GIL that the other threads then waited for); a full
+    shard is written from there by a background thread while the caller fills the other of its
+    two buffers, one shard in flight per appender. Writing bypasses the page cache, so the
+    writing thread waits for the disk, not the caller. `close` writes the last, partial shard
+    and waits; an error of any write is raised there or by the next `add`. `written` is called
+    once per shard on disk (the crash tests' point). The buffers are the calling thread's,
+    kept for its next appender: one appender per thread at a time.
     """
 
     def __init__(
@@ -195,7 +194,7 @@ class RowRead:
     """A row being decoded into `out` by a reader thread, entry after entry in the order
     picked. `entry(k)` waits for the k-th only: a patch task cuts the first frame of an
     acquisition while the others are decoded (waiting for all of a task's first acquisition
-    cost 12% of the task threads' time). `result()` waits for all and returns `out`. An error
+    cost 9% of the task threads' time). `result()` waits for all and returns `out`. An error
     of the read is raised by both."""
 
     def __init__(self, out: np.ndarray) -> None:
