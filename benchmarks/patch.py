@@ -19,6 +19,7 @@ the rate, as a run of hours leaves it out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import logging
@@ -66,16 +67,16 @@ def main() -> None:
     manifest.path_of(ws, manifest.PATCHES).unlink(missing_ok=True)
 
     t0 = time.perf_counter()
-    with cluster(args.workers if args.processes else None) as address:
-        client = Client(address) if address else None
+    with (
+        cluster(args.workers if args.processes else None) as address,
+        Client(address) if address else contextlib.nullcontext() as client,
+    ):
         if client:
             client.run(_import_patch)  # the workers' imports: part of the start
         started = time.perf_counter() - t0
         with timer() as t_e2e:
             s = patch(ws, pipe, workers=args.workers, scheduler=address)
         n_mem, t_mem = _in_memory(str(ws / "bfsdata.zarr"), s.acquisitions, pipe, args, client)
-        if client:
-            client.close()
     assert n_mem == s.patches
 
     e2e, mem = s.patches / t_e2e.seconds, n_mem / t_mem
@@ -107,7 +108,7 @@ def _in_memory(
             for a, w in zip(shares, workers, strict=True)
         ]
         for _ in futures:
-            queue.get()
+            queue.get(timeout=600)  # a worker that failed never says it is loaded
         go.set()
         done = client.gather(futures)
     return sum(n for n, _, _ in done), max(e for _, _, e in done) - min(b for _, b, _ in done)
