@@ -39,7 +39,7 @@ from bfsdata.layout import Registration, RegistrationError, register
 from bfsdata.parallel import run_tasks
 from bfsdata.patch_plan import PatchError, Plan, check_settings, make_plan
 from bfsdata.problems import Problem
-from bfsdata.shard_file import RowRead
+from bfsdata.shard_read import RowRead
 from bfsdata.workspace import Committer, record_rejections
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ pairs in C order of the chunks, then the index's crc32c); zarr-python and tensor
 Any other layout falls back to the caller's writer, a file system that refuses O_DIRECT (tmpfs
 before Linux 6.6, some FUSE file systems) to a buffered write. The shard appears by rename, whole
 or not at all. `write` writes one shard and returns when it is on disk; an `Appender` takes rows
-as they are made and writes full shards in the background; `read_async` decodes a row of a
-frames-like array into a buffer the caller keeps.
+as they are made and writes full shards in the background. bfsdata.shard_read reads them back
+(the layout, paths, buffers and thread pools here are shared with it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import math
 import mmap
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +37,13 @@ import numpy as np
 from numcodecs import Blosc
 
 _ALIGN = 4096  # O_DIRECT wants address, length and offset aligned to the device's block size
-_EMPTY = np.iinfo(np.uint64).max  # index entry of a chunk that is not stored (fill value)
+EMPTY = np.iinfo(np.uint64).max  # index entry of a chunk that is not stored (fill value)
 _SHUFFLE = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
 _local = threading.local()  # each thread's buffer for a shard file's bytes
 
 
 @dataclass(frozen=True)
-class _Layout:
+class Layout:
     shard: tuple[int, ...]  # shard shape (the outer chunk)
     chunk: tuple[int, ...]  # inner chunk shape
     dtype: np.dtype  # little endian, as the bytes codec stores it
@@ -72,13 +72,17 @@ def write(array_dir: Path, row: int, data: np.ndarray) -> bool:
     task), the rest left out and read as the fill value. False, with nothing written, when the
     array's layout is not one this module writes: the caller then writes another way.
     """
-    lay = _layout(Path(array_dir))
+    lay = layout(Path(array_dir))
     if lay is None or data.shape[1:] != lay.shard[1:] or not 0 < len(data) <= lay.shard[0]:
         return False
     if row % lay.shard[0]:
         raise ValueError(f"row {row} does not start a shard of {lay.shard[0]} rows")
-    pieces = [p for r in data for p in _encode_row(lay, r)]
-    _write_file(_shard_path(Path(array_dir), lay, row), _assemble(lay, pieces))
+    shard = _Shard(lay, buffer(_largest_shard(lay)))
+    for r in data:
+        shard.put(r)
+    n = shard.close()
+    with memoryview(shard.buf) as view:
+        _store(shard_path(Path(array_dir), lay, row), view, n)
     return True
 
 
@@ -97,15 +101,14 @@ class Appender:
     """
 
     def __init__(
-        self, array_dir: Path, lay: _Layout, row: int, written: Callable[[], None] | None
+        self, array_dir: Path, lay: Layout, row: int, written: Callable[[], None] | None
     ) -> None:
         if row % lay.shard[0]:
             raise ValueError(f"row {row} does not start a shard of {lay.shard[0]} rows")
         self.row = row  # where the next `add` starts
         self._dir, self._lay, self._written = array_dir, lay, written
         self._bufs = _fill_buffers(_largest_shard(lay))
-        self._first = 0 if lay.index_at_end else _index_size(lay)  # where the chunks start
-        self._pos, self._sizes = self._first, []  # bytes and chunks in the current buffer
+        self._shard = _Shard(lay, self._bufs[0])
         self._pending: Future | None = None
 
     def add(self, data: np.ndarray) -> None:
@@ -113,36 +116,25 @@ class Appender:
             raise ValueError(f"rows of {data.shape[1:]} for an array of {self._lay.shard[1:]}")
         full = self._lay.shard[0] * len(self._lay.cells)
         for r in data:
-            buf = self._bufs[0]
-            for piece in _encode_row(self._lay, r):
-                end = self._pos + len(piece)
-                buf[self._pos : end] = piece
-                self._pos = end
-                self._sizes.append(len(piece))
+            self._shard.put(r)
             self.row += 1
-            if len(self._sizes) == full:
+            if len(self._shard.sizes) == full:
                 self._submit()
 
     def close(self, store_rest: bool = True) -> None:
         """Store the last, partial shard (unless `store_rest` is False) and wait for the writes."""
-        if self._sizes and store_rest:
+        if self._shard.sizes and store_rest:
             self._submit()
         self._wait()
 
     def _submit(self) -> None:
         start = (self.row - 1) // self._lay.shard[0] * self._lay.shard[0]
-        buf, index = self._bufs[0], _index(self._lay, self._sizes, self._first)
-        if self._lay.index_at_end:
-            buf[self._pos : self._pos + len(index)] = index
-            n = self._pos + len(index)
-        else:
-            buf[: len(index)] = index
-            n = self._pos
+        n = self._shard.close()
         self._wait()  # the other buffer's shard: on disk before that buffer is filled again
-        path = _shard_path(self._dir, self._lay, start)
-        self._pending = _pools("write").submit(self._write, path, buf, n)
+        path = shard_path(self._dir, self._lay, start)
+        self._pending = pool("write").submit(self._write, path, self._shard.buf, n)
         self._bufs.reverse()
-        self._pos, self._sizes = self._first, []
+        self._shard = _Shard(self._lay, self._bufs[0])
 
     def _write(self, path: Path, buf: mmap.mmap, n: int) -> None:
         with memoryview(buf) as view:
@@ -161,113 +153,15 @@ def appender(
 ) -> Appender | None:
     """An Appender for the array in `array_dir` from `row` on; None when its layout is not one
     this module writes (the caller then writes another way)."""
-    lay = _layout(Path(array_dir))
+    lay = layout(Path(array_dir))
     return None if lay is None else Appender(Path(array_dir), lay, row, written)
-
-
-def read_async(
-    array_dir: Path, row: int, out: np.ndarray, picks: Sequence[int] | None = None
-) -> RowRead | None:
-    """Start decoding row `row` into `out`, in a background thread: the entries `picks` along
-    axis 1 (default all), of an array whose shards hold one row and whose chunks one entry
-    along axis 1 (frames, rank images). A RowRead of `out`; None, with nothing started, for
-    any other layout (the caller then reads another way).
-
-    Why not tensorstore: it returns each read in a new array (21 MB per acquisition), which
-    another thread than the one that made it frees; glibc kept ever more of that memory, and
-    the patch stage's peak grew 1.24-1.36x from 1x to 4x the data. The caller's buffers do not.
-    """
-    lay = _layout(Path(array_dir))
-    if lay is None or len(lay.shard) < 3 or lay.shard[0] != 1 or lay.chunk[1] != 1:
-        return None
-    if lay.chunk[2:] != lay.shard[2:]:
-        return None
-    picks = range(lay.shard[1]) if picks is None else picks
-    if out.shape != (len(picks), *lay.shard[2:]) or out.dtype != lay.dtype:
-        raise ValueError(f"out must be {lay.dtype} {(len(picks), *lay.shard[2:])}, got {out.shape}")
-    read = RowRead(out)
-    _pools("read").submit(read.run, _read_into, _shard_path(Path(array_dir), lay, row), lay, picks)
-    return read
-
-
-class RowRead:
-    """A row being decoded into `out` by a reader thread, entry after entry in the order
-    picked. `entry(k)` waits for the k-th only: a patch task cuts the first frame of an
-    acquisition while the others are decoded (waiting for all of a task's first acquisition
-    cost 9% of the task threads' time). `result()` waits for all and returns `out`. An error
-    of the read is raised by both."""
-
-    def __init__(self, out: np.ndarray) -> None:
-        self._out, self._ready, self._error = out, 0, None
-        self._cond = threading.Condition()
-
-    def entry(self, k: int) -> np.ndarray:
-        with self._cond:
-            self._cond.wait_for(lambda: self._ready > k or self._error is not None)
-            if self._ready <= k:
-                raise self._error
-        return self._out[k]
-
-    def result(self) -> np.ndarray:
-        self.entry(len(self._out) - 1)
-        return self._out
-
-    def run(self, read: Callable, *args: object) -> None:
-        """In the reader thread: `read(*args, out, done)`, `done(k)` after each entry."""
-        try:
-            read(*args, self._out, self._done)
-        except BaseException as e:
-            with self._cond:
-                self._error = e
-                self._cond.notify_all()
-
-    def _done(self, k: int) -> None:
-        with self._cond:
-            self._ready = k + 1
-            self._cond.notify_all()
-
-
-def _read_into(
-    path: Path, lay: _Layout, picks: Sequence[int], out: np.ndarray, done: Callable[[int], None]
-) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:  # never written: all fill value, as zarr reads it
-        out[...] = lay.fill
-        done(len(picks) - 1)
-        return
-    try:
-        size = os.fstat(fd).st_size
-        raw = _buffer(size)
-        got = os.readv(fd, [memoryview(raw)[:size]])
-    finally:
-        os.close(fd)
-    n = math.prod(lay.grid)
-    index_at = size - 16 * n - 4 if lay.index_at_end else 0
-    if got != size or index_at < 0:
-        raise ValueError(f"{path}: damaged shard: {got} bytes, too short for its index")
-    index = np.frombuffer(raw, dtype="<u8", count=2 * n, offset=index_at)
-    stored = int.from_bytes(raw[index_at + 16 * n : index_at + 16 * n + 4], "little")
-    if google_crc32c.value(index.tobytes()) != stored:
-        raise ValueError(f"{path}: damaged shard: its index does not match its checksum")
-    view = memoryview(raw)
-    for k, c in enumerate(picks):
-        start, nbytes = int(index[2 * c]), int(index[2 * c + 1])
-        if start == _EMPTY and nbytes == _EMPTY:
-            out[k] = lay.fill
-        else:
-            try:
-                lay.codec.decode(view[start : start + nbytes], out=out[k])
-            except RuntimeError as e:  # numcodecs' word for a chunk that does not decode
-                raise ValueError(f"{path}: damaged shard: chunk {c}: {e}") from e
-        done(k)
 
 
 _pool: dict[str, tuple[int, ThreadPoolExecutor]] = {}
 _pool_lock = threading.Lock()
 
 
-def _pools(kind: str) -> ThreadPoolExecutor:
+def pool(kind: str) -> ThreadPoolExecutor:
     """The process's threads that read or write shards (two of each: one shard of each of two
     task threads in flight; more would only queue for the same disk). Kept for the process,
     so each thread keeps its buffer; a forked child starts its own."""
@@ -279,12 +173,12 @@ def _pools(kind: str) -> ThreadPoolExecutor:
         return pool
 
 
-def _shard_path(array_dir: Path, lay: _Layout, row: int) -> Path:
+def shard_path(array_dir: Path, lay: Layout, row: int) -> Path:
     rest = "/".join("0" for _ in lay.shard[1:])
     return array_dir / "c" / str(row // lay.shard[0]) / rest
 
 
-def _encode_row(lay: _Layout, row: np.ndarray) -> list[bytes]:
+def _encode_row(lay: Layout, row: np.ndarray) -> list[bytes]:
     """The chunks of one row (index 0 along axis 0), in C order."""
     data = np.ascontiguousarray(row, dtype=lay.dtype)
     if len(lay.cells) == 1:  # the row is one chunk (a patch)
@@ -292,17 +186,35 @@ def _encode_row(lay: _Layout, row: np.ndarray) -> list[bytes]:
     return [lay.codec.encode(np.ascontiguousarray(data[cell])) for cell in lay.cells]
 
 
-def _assemble(lay: _Layout, pieces: list[bytes]) -> list[bytes]:
-    """A shard's bytes: its first len(pieces) chunks in C order, the others not stored."""
-    first = 0 if lay.index_at_end else _index_size(lay)
-    index = _index(lay, [len(p) for p in pieces], first)
-    return [*pieces, index] if lay.index_at_end else [index, *pieces]
+class _Shard:
+    """A shard being assembled in a page-aligned buffer: each row's chunks copied in as they
+    are encoded, then `close` adds the index and gives the shard's length in bytes."""
+
+    def __init__(self, lay: Layout, buf: mmap.mmap) -> None:
+        self.lay, self.buf = lay, buf
+        self.first = 0 if lay.index_at_end else index_size(lay)  # where the chunks start
+        self.pos, self.sizes = self.first, []
+
+    def put(self, row: np.ndarray) -> None:
+        for piece in _encode_row(self.lay, row):
+            end = self.pos + len(piece)
+            self.buf[self.pos : end] = piece
+            self.pos = end
+            self.sizes.append(len(piece))
+
+    def close(self) -> int:
+        index = _index(self.lay, self.sizes, self.first)
+        if self.lay.index_at_end:
+            self.buf[self.pos : self.pos + len(index)] = index
+            return self.pos + len(index)
+        self.buf[: len(index)] = index
+        return self.pos
 
 
-def _index(lay: _Layout, sizes: list[int], first: int) -> bytes:
+def _index(lay: Layout, sizes: list[int], first: int) -> bytes:
     """A shard's index and its crc32c, for chunks of `sizes` bytes stored one after the other
     from byte `first` on, in C order; the shard's other chunks are not stored."""
-    index = np.full((math.prod(lay.grid), 2), _EMPTY, dtype="<u8")
+    index = np.full((math.prod(lay.grid), 2), EMPTY, dtype="<u8")
     n = np.asarray(sizes, dtype=np.uint64)
     index[: len(n), 0] = first + np.cumsum(n) - n
     index[: len(n), 1] = n
@@ -310,14 +222,14 @@ def _index(lay: _Layout, sizes: list[int], first: int) -> bytes:
     return raw + np.uint32(google_crc32c.value(raw)).astype("<u4").tobytes()
 
 
-def _index_size(lay: _Layout) -> int:
+def index_size(lay: Layout) -> int:
     return 16 * math.prod(lay.grid) + 4
 
 
-def _largest_shard(lay: _Layout) -> int:
+def _largest_shard(lay: Layout) -> int:
     """Bytes of a shard whose every chunk blosc stored uncompressed (16 bytes of header)."""
     chunk = math.prod(lay.chunk) * lay.dtype.itemsize
-    return math.prod(lay.grid) * (chunk + 16) + _index_size(lay)
+    return math.prod(lay.grid) * (chunk + 16) + index_size(lay)
 
 
 def _fill_buffers(n: int) -> list[mmap.mmap]:
@@ -329,25 +241,14 @@ def _fill_buffers(n: int) -> list[mmap.mmap]:
     return bufs
 
 
-def _buffer(n: int) -> mmap.mmap:
+def buffer(n: int) -> mmap.mmap:
     """A page-aligned buffer (as O_DIRECT wants) of at least n bytes for a shard file's bytes,
     kept per thread: fresh pages cost a fault each on this VM, so it is reused from shard to
     shard, read or written."""
     buf = getattr(_local, "buf", None)
     if buf is None or len(buf) < n:
-        buf = _local.buf = mmap.mmap(-1, max(n, 1 << 24))
+        buf = _local.buf = mmap.mmap(-1, -(-max(n, 1 << 24) // _ALIGN) * _ALIGN)
     return buf
-
-
-def _write_file(path: Path, pieces: list[memoryview | bytes]) -> None:
-    n = sum(len(p) for p in pieces)
-    buf = _buffer(-(-n // _ALIGN) * _ALIGN)
-    with memoryview(buf) as view:
-        pos = 0
-        for p in pieces:
-            view[pos : pos + len(p)] = p
-            pos += len(p)
-        _store(path, view, n)
 
 
 def _store(path: Path, view: memoryview, n: int) -> None:
@@ -385,7 +286,7 @@ def _write_fd(path: Path, extra_flags: int, data: memoryview) -> None:
         os.close(fd)
 
 
-def _layout(array_dir: Path) -> _Layout | None:
+def layout(array_dir: Path) -> Layout | None:
     meta = array_dir / "zarr.json"
     try:
         stamp = meta.stat().st_mtime_ns
@@ -395,7 +296,7 @@ def _layout(array_dir: Path) -> _Layout | None:
 
 
 @functools.lru_cache(maxsize=16)
-def _parse(meta_path: str, stamp: int) -> _Layout | None:
+def _parse(meta_path: str, stamp: int) -> Layout | None:
     """The layout in zarr.json if it is the one bfsdata creates, else None. `stamp` (mtime)
     keys the cache, so a store re-created at the same path is read again."""
     meta = json.loads(Path(meta_path).read_text())
@@ -424,4 +325,4 @@ def _parse(meta_path: str, stamp: int) -> _Layout | None:
     if isinstance(fill, bool) or not isinstance(fill, int | float):
         return None
     codec = Blosc(b["cname"], int(b["clevel"]), _SHUFFLE[b["shuffle"]], int(b.get("blocksize", 0)))
-    return _Layout(shard, chunk, dtype, codec, cfg.get("index_location", "end") == "end", fill)
+    return Layout(shard, chunk, dtype, codec, cfg.get("index_location", "end") == "end", fill)

@@ -1,9 +1,9 @@
 """Reading and writing the store's arrays: tensorstore handles, whole shards, and rows read
 or written in the background (DESIGN.md section 6: every writer owns whole shards).
 
-A folder store goes through tensorstore for reads at random and through bfsdata.shard_file for
-what bfsdata writes and for the frames the patch stage reads; a store at a URL through
-zarr-python behind the same interface (see bfsdata.store for where a store lives).
+A folder store goes through tensorstore for reads at random, bfsdata.shard_file for what
+bfsdata writes and bfsdata.shard_read for the frames the patch stage reads; a store at a URL
+through zarr-python behind the same interface (see bfsdata.store for where a store lives).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import tensorstore as ts
 import zarr
 
-from bfsdata import shard_file
+from bfsdata import shard_file, shard_read
 from bfsdata.store import location, open_store, shard_rows
 
 
@@ -42,12 +42,12 @@ def ts_array(store: Path | str, name: str) -> Any:
 
 def read_row(
     store: str, name: str, row: int, out: np.ndarray, picks: list[int] | None = None
-) -> shard_file.RowRead | None:
+) -> shard_read.RowRead | None:
     """Start reading row `row` of array `name` (its entries `picks` along axis 1, default
-    all) into `out` in a background thread, entry by entry (`shard_file.RowRead`), for a local
+    all) into `out` in a background thread, entry by entry (`shard_read.RowRead`), for a local
     array of the frames' layout; None otherwise, for a tensorstore read."""
     loc = location(store)
-    return shard_file.read_async(loc / name, row, out, picks) if isinstance(loc, Path) else None
+    return shard_read.read_async(loc / name, row, out, picks) if isinstance(loc, Path) else None
 
 
 def write_shard(store: str, name: str, row: int, data: np.ndarray) -> None:

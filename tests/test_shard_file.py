@@ -10,23 +10,11 @@ import numpy as np
 import pytest
 import tensorstore as ts
 import zarr
-from zarr.codecs import BloscCodec, GzipCodec
+from shard_arrays import sharded_array
+from zarr.codecs import GzipCodec
 
 from bfsdata import shard_file, store, store_io
 from bfsdata.config import StoreConfig
-
-
-def _array(folder: Path, shape, shards, chunks, dtype, **codec) -> zarr.Array:
-    return zarr.create_array(
-        str(folder),
-        shape=shape,
-        shards=shards,
-        chunks=chunks,
-        dtype=dtype,
-        compressors=BloscCodec(**codec) if codec else store.codec(StoreConfig()),
-        fill_value=0,
-        zarr_format=3,
-    )
 
 
 def _ts_read(folder: Path, sel) -> np.ndarray:
@@ -43,7 +31,7 @@ def _ts_read(folder: Path, sel) -> np.ndarray:
 )
 def test_frames_shard_reads_back_in_zarr_and_tensorstore(tmp_path: Path, dtype, codec) -> None:
     folder = tmp_path / "frames"
-    _array(folder, (3, 4, 24, 40), (1, 4, 24, 40), (1, 1, 24, 40), dtype, **codec)
+    sharded_array(folder, (3, 4, 24, 40), (1, 4, 24, 40), (1, 1, 24, 40), dtype, **codec)
     rng = np.random.default_rng(0)
     data = rng.integers(0, np.iinfo(dtype).max, (1, 4, 24, 40), dtype=dtype)
     data[0, 2] = 0  # a chunk equal to the fill value is written like any other
@@ -57,7 +45,7 @@ def test_frames_shard_reads_back_in_zarr_and_tensorstore(tmp_path: Path, dtype, 
 
 def test_partial_last_shard_leaves_the_rest_to_the_fill_value(tmp_path: Path) -> None:
     folder = tmp_path / "patches"
-    _array(folder, (16, 8, 8), (8, 8, 8), (1, 8, 8), "uint8")
+    sharded_array(folder, (16, 8, 8), (8, 8, 8), (1, 8, 8), "uint8")
     data = np.arange(5 * 64, dtype=np.uint8).reshape(5, 8, 8) + 1
     assert shard_file.write(folder, 8, data)  # rows 8..12 of shard 1
     got = zarr.open_array(str(folder), mode="r")[8:16]
@@ -68,7 +56,7 @@ def test_partial_last_shard_leaves_the_rest_to_the_fill_value(tmp_path: Path) ->
 
 def test_rewrite_replaces_the_shard_whole(tmp_path: Path) -> None:
     folder = tmp_path / "patches"
-    _array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
+    sharded_array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
     shard_file.write(folder, 0, np.full((4, 4, 4), 7, np.uint8))
     shard_file.write(folder, 0, np.full((2, 4, 4), 9, np.uint8))
     got = zarr.open_array(str(folder), mode="r")[:4]
@@ -93,7 +81,7 @@ def test_other_layouts_are_left_to_the_caller(tmp_path: Path) -> None:
 
 def test_row_must_start_a_shard(tmp_path: Path) -> None:
     folder = tmp_path / "patches"
-    _array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
+    sharded_array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
     with pytest.raises(ValueError, match="does not start a shard"):
         shard_file.write(folder, 2, np.ones((2, 4, 4), np.uint8))
 
@@ -112,7 +100,7 @@ def test_a_file_system_refusing_o_direct_gets_a_buffered_write(tmp_path: Path, m
 
     monkeypatch.setattr(shard_file.os, "open", open_refusing_direct)
     folder = tmp_path / "frames"
-    _array(folder, (2, 4, 4), (1, 4, 4), (1, 4, 4), "uint8")
+    sharded_array(folder, (2, 4, 4), (1, 4, 4), (1, 4, 4), "uint8")
     data = np.full((1, 4, 4), 5, np.uint8)
     assert shard_file.write(folder, 1, data)
     assert refused  # the direct write was tried first
@@ -149,7 +137,7 @@ def test_shard_writer_fills_whole_shards_from_blocks_of_any_size(tmp_path: Path,
 
 def test_shard_writer_left_by_an_error_stores_no_partial_shard(tmp_path: Path) -> None:
     folder = tmp_path / "store.zarr" / "a"
-    _array(folder, (16, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
+    sharded_array(folder, (16, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
     with (
         pytest.raises(RuntimeError, match="cut failed"),
         store_io.ShardWriter(str(folder.parent), "a", 0) as w,
@@ -164,72 +152,8 @@ def test_shard_writer_left_by_an_error_stores_no_partial_shard(tmp_path: Path) -
 
 def test_a_failed_background_write_is_raised_to_the_task(tmp_path: Path) -> None:
     folder = tmp_path / "store.zarr" / "a"
-    _array(folder, (16, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
+    sharded_array(folder, (16, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")
     (folder / "c").mkdir()
     (folder / "c" / "1").write_text("in the way")  # shard 1's folder cannot be made
     with pytest.raises(OSError), store_io.ShardWriter(str(folder.parent), "a", 4) as w:
         w.add(np.ones((4, 4, 4), np.uint8))
-
-
-@pytest.mark.parametrize(
-    ("dtype", "codec"),
-    [("uint8", {}), ("uint16", {"cname": "zstd", "clevel": 3, "shuffle": "shuffle"})],
-)
-def test_read_async_decodes_a_row_into_the_callers_buffer(tmp_path: Path, dtype, codec) -> None:
-    folder = tmp_path / "frames"
-    arr = _array(folder, (3, 5, 24, 40), (1, 5, 24, 40), (1, 1, 24, 40), dtype, **codec)
-    data = np.random.default_rng(1).integers(0, 200, (3, 5, 24, 40)).astype(dtype)
-    arr[:] = data  # written by zarr-python: the reader takes the standard bytes
-    out = np.zeros((5, 24, 40), dtype)
-    assert shard_file.read_async(folder, 1, out).result() is out
-    np.testing.assert_array_equal(out, data[1])
-    picked = np.zeros((2, 24, 40), dtype)
-    shard_file.read_async(folder, 2, picked, [4, 0]).result()
-    np.testing.assert_array_equal(picked, data[2, [4, 0]])
-
-
-def test_read_async_reads_a_missing_shard_as_the_fill_value(tmp_path: Path) -> None:
-    folder = tmp_path / "frames"
-    _array(folder, (2, 3, 8, 8), (1, 3, 8, 8), (1, 1, 8, 8), "uint8")
-    out = np.full((3, 8, 8), 9, np.uint8)
-    shard_file.read_async(folder, 1, out).result()
-    np.testing.assert_array_equal(out, 0)
-
-
-def test_read_async_refuses_a_damaged_shard_by_name(tmp_path: Path) -> None:
-    folder = tmp_path / "frames"
-    _array(folder, (2, 3, 8, 8), (1, 3, 8, 8), (1, 1, 8, 8), "uint8")
-    assert shard_file.write(folder, 0, np.ones((1, 3, 8, 8), np.uint8))
-    path = folder / "c" / "0" / "0" / "0" / "0"
-    raw = bytearray(path.read_bytes())
-    raw[-10] ^= 0xFF  # a bit of the index flipped
-    path.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match=r"c/0/0/0/0: damaged shard"):
-        shard_file.read_async(folder, 0, np.empty((3, 8, 8), np.uint8)).result()
-
-
-def test_read_async_hands_out_each_entry_as_it_is_decoded(tmp_path: Path) -> None:
-    """Entries decode in the order picked: one before a damaged chunk is served, the damaged
-    one and the whole read raise an error naming the file and the chunk."""
-    folder = tmp_path / "frames"
-    _array(folder, (1, 3, 8, 8), (1, 3, 8, 8), (1, 1, 8, 8), "uint8")
-    data = np.arange(3 * 64, dtype=np.uint8).reshape(1, 3, 8, 8)
-    assert shard_file.write(folder, 0, data)
-    path = folder / "c" / "0" / "0" / "0" / "0"
-    raw = bytearray(path.read_bytes())
-    start = int.from_bytes(raw[-4 - 16 * 3 + 16 : -4 - 16 * 3 + 24], "little")  # chunk 1
-    raw[start : start + 16] = bytes(16)  # its blosc header zeroed; the index stays intact
-    path.write_bytes(bytes(raw))
-    read = shard_file.read_async(folder, 0, np.zeros((3, 8, 8), np.uint8), [2, 0, 1])
-    np.testing.assert_array_equal(read.entry(0), data[0, 2])
-    np.testing.assert_array_equal(read.entry(1), data[0, 0])
-    with pytest.raises(ValueError, match=r"c/0/0/0/0: damaged shard: chunk 1: .*blosc"):
-        read.entry(2)
-    with pytest.raises(ValueError, match="chunk 1"):
-        read.result()
-
-
-def test_read_async_leaves_other_layouts_to_the_caller(tmp_path: Path) -> None:
-    folder = tmp_path / "patches"
-    _array(folder, (8, 4, 4), (4, 4, 4), (1, 4, 4), "uint8")  # shards of several rows
-    assert shard_file.read_async(folder, 0, np.empty((4, 4), np.uint8)) is None
