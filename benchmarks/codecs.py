@@ -16,9 +16,9 @@ import numpy as np
 from common import raw_folder, timer
 from numcodecs import Blosc
 
-from bfsdata.crop import cut_patches
-from bfsdata.layout import register, scale_layout
-from bfsdata.pipeline_file import load_pipeline
+from bfsdata.config.files import load_pipeline
+from bfsdata.imaging.crop import cut_patches
+from bfsdata.imaging.registration import register, scale_layout
 
 CANDIDATES = [
     ("lz4", 5, Blosc.BITSHUFFLE),

@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from common import OUT, raw_folder, timer
 
+from bfsdata.config.files import load_pipeline
 from bfsdata.ingest import default_threads, ingest
-from bfsdata.parallel import default_workers
-from bfsdata.pipeline_file import load_pipeline
+from bfsdata.workspace.parallel import default_workers
 
 
 def decode_only(files: list[Path], workers: int) -> int:

@@ -30,12 +30,14 @@ import numpy as np
 import tensorflow as tf
 from common import OUT, raw_folder, timer
 
-from bfsdata import manifest, store, store_io
-from bfsdata.augment import augment
+from bfsdata.config.files import load_pipeline
 from bfsdata.ingest import ingest
-from bfsdata.loader import to_float, train_dataset
-from bfsdata.patch import patch
-from bfsdata.pipeline_file import load_pipeline
+from bfsdata.patch.stage import patch
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
+from bfsdata.train.augment import augment
+from bfsdata.train.loader import to_float, train_dataset
+from bfsdata.workspace import manifest
 
 
 def main() -> None:

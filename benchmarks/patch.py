@@ -35,14 +35,14 @@ import zarr
 from common import OUT, raw_folder, timer
 from distributed import Client, Event, Queue
 
-from bfsdata import manifest
-from bfsdata.config import Pipeline
-from bfsdata.crop import cut_patches
+from bfsdata.config.files import load_pipeline
+from bfsdata.config.pipeline import Pipeline
+from bfsdata.imaging.crop import cut_patches
+from bfsdata.imaging.registration import register, scale_layout
 from bfsdata.ingest import ingest
-from bfsdata.layout import register, scale_layout
-from bfsdata.parallel import cluster
-from bfsdata.patch import patch
-from bfsdata.pipeline_file import load_pipeline
+from bfsdata.patch.stage import patch
+from bfsdata.workspace import manifest
+from bfsdata.workspace.parallel import cluster
 
 
 def main() -> None:
@@ -142,7 +142,7 @@ def _barrier() -> None:
 
 
 def _import_patch() -> None:
-    importlib.import_module("bfsdata.patch")
+    importlib.import_module("bfsdata.patch.stage")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ CHILD = textwrap.dedent(
     import json, sys, time
     t0 = time.perf_counter()
     from bfsdata.ingest import ingest
-    from bfsdata.patch import patch
-    from bfsdata.pipeline_file import load_pipeline
+    from bfsdata.patch.stage import patch
+    from bfsdata.config.files import load_pipeline
     stage, raw, ws, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     pipe = load_pipeline("bfs-5vial")
     t1 = time.perf_counter()

@@ -32,8 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import psutil
 
-from bfsdata.config import Pipeline
-from bfsdata.pipeline_file import load_pipeline
+from bfsdata.config.files import load_pipeline
+from bfsdata.config.pipeline import Pipeline
 
 PROFILES = ("demo", "bfs-5vial")
 ADAM_COPIES = 4  # weights, gradients, two Adam moments: float32 copies of each weight in training

@@ -30,19 +30,19 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from bfsdata import provenance
-from bfsdata.config import IMAGE_LAYOUTS, Pipeline, kind_rank
-from bfsdata.crop import cut_patches, to_uint8
-from bfsdata.decisions import runwise
-from bfsdata.folder import IMAGE_RE, image_id
-from bfsdata.folder_image import read_image
-from bfsdata.grid import TilingError, tiling_of
-from bfsdata.imageio import FrameError, check_header, decode, read_header
-from bfsdata.layout import register, scale_layout
-from bfsdata.rank import rank_images
-from bfsdata.raw import FRAME_RE, RUN_RE
+from bfsdata.config.pipeline import IMAGE_LAYOUTS, Pipeline, kind_rank
+from bfsdata.imaging.crop import cut_patches, to_uint8
+from bfsdata.imaging.rank import rank_images
+from bfsdata.imaging.registration import register, scale_layout
+from bfsdata.imaging.tiling import TilingError, tiling_of
+from bfsdata.judging.decisions import runwise
 from bfsdata.score import load_scorer
-from bfsdata.workspace import png_bytes, write_atomic
+from bfsdata.sources.image_decode import read_image
+from bfsdata.sources.image_file import FrameError, check_header, decode, read_header
+from bfsdata.sources.image_folders import IMAGE_RE, image_id
+from bfsdata.sources.strip_folders import FRAME_RE, RUN_RE
+from bfsdata.workspace import provenance
+from bfsdata.workspace.writes import png_bytes, write_atomic
 
 
 class InferError(ValueError):

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bfsdata import folder, folder_image, manifest, provenance, store, store_io
-from bfsdata.config import Pipeline
-from bfsdata.faults import crash_point
-from bfsdata.imageio import (
+from bfsdata.config.pipeline import Pipeline
+from bfsdata.imaging.rank import rank_images
+from bfsdata.sources import image_decode as folder_image
+from bfsdata.sources import image_folders as folder
+from bfsdata.sources.image_file import (
     FrameError,
     FrameHeader,
     check_header,
@@ -31,10 +32,13 @@ from bfsdata.imageio import (
     read_bytes,
     read_header,
 )
-from bfsdata.parallel import default_workers, run_tasks
-from bfsdata.rank import rank_images
-from bfsdata.raw import Acquisition, Problem, scan_raw
-from bfsdata.workspace import Committer, record_rejections
+from bfsdata.sources.strip_folders import Acquisition, Problem, scan_raw
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
+from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace.faults import crash_point
+from bfsdata.workspace.parallel import default_workers, run_tasks
+from bfsdata.workspace.writes import Committer, record_rejections
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bfsdata import manifest, store, store_io
-from bfsdata.config import Pipeline, image_name
-from bfsdata.parallel import progress_bar, run_tasks
+from bfsdata.config.pipeline import Pipeline, image_name
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
+from bfsdata.workspace import manifest
+from bfsdata.workspace.parallel import progress_bar, run_tasks
 
 log = logging.getLogger(__name__)
 

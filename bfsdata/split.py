@@ -25,10 +25,10 @@ from typing import Any
 
 import pandas as pd
 
-from bfsdata import manifest, provenance
-from bfsdata.config import SplitConfig
+from bfsdata.config.pipeline import SplitConfig
 from bfsdata.stats import UNSPLIT, patch_table, strip_table
-from bfsdata.workspace import write_atomic
+from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace.writes import write_atomic
 
 log = logging.getLogger(__name__)
 

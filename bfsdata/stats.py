@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bfsdata import manifest, store, store_io
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
+from bfsdata.workspace import manifest
 
 log = logging.getLogger(__name__)
 

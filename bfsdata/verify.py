@@ -23,12 +23,14 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from bfsdata import manifest, provenance, store, store_io
-from bfsdata.config import kind_rank
-from bfsdata.crop import cut_patches
-from bfsdata.layout import window_warp
-from bfsdata.parallel import progress_bar
-from bfsdata.rank import rank_images
+from bfsdata.config.pipeline import kind_rank
+from bfsdata.imaging.crop import cut_patches
+from bfsdata.imaging.rank import rank_images
+from bfsdata.imaging.registration import window_warp
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
+from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace.parallel import progress_bar
 
 log = logging.getLogger(__name__)
 

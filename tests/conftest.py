@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bfsdata.config import AcquisitionConfig, Pipeline
+from bfsdata.config.pipeline import AcquisitionConfig, Pipeline
 
 DEFECT_ROW = ("scratch", 2, 1)  # defect, vial, region written for every defect strip
 

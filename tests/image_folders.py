@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bfsdata.config import (
+from bfsdata.config.pipeline import (
     AcquisitionConfig,
     LayoutConfig,
     Pipeline,

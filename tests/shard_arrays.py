@@ -8,8 +8,8 @@ from pathlib import Path
 import zarr
 from zarr.codecs import BloscCodec
 
-from bfsdata import store
-from bfsdata.config import StoreConfig
+from bfsdata.config.pipeline import StoreConfig
+from bfsdata.store import location as store
 
 
 def sharded_array(folder: Path, shape, shards, chunks, dtype, **codec) -> zarr.Array:

@@ -1,6 +1,6 @@
-"""What a sub-pixel crop should be, written independently of `bfsdata.crop`: bilinear samples
-(scipy) on INTER_LINEAR's pixel-centre grid, turned about the window centre, border repeated;
-shrinking windows are sampled at their own size and then INTER_AREA resized."""
+"""What a sub-pixel crop should be, written independently of `bfsdata.imaging.crop`: bilinear
+samples (scipy) on INTER_LINEAR's pixel-centre grid, turned about the window centre, border
+repeated; shrinking windows are sampled at their own size and then INTER_AREA resized."""
 
 from __future__ import annotations
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bfsdata.augment import _perlin, augment, perlin_levels, perlin_noise, rotate_flip
-from bfsdata.train_config import AugmentConfig
+from bfsdata.config.training import AugmentConfig
+from bfsdata.train.augment import _perlin, augment, perlin_levels, perlin_noise, rotate_flip
 
 B, P = 16, 64
 CFG = AugmentConfig()

@@ -10,9 +10,10 @@ import numpy as np
 import zarr
 from cli_helpers import invoke, ok, refused
 
-from bfsdata import __version__, manifest
+from bfsdata import __version__
 from bfsdata.cli import app
-from bfsdata.manifest import ACQUISITIONS, REJECTED
+from bfsdata.workspace import manifest
+from bfsdata.workspace.manifest import ACQUISITIONS, REJECTED
 
 # --- the app ----------------------------------------------------------------------------------
 

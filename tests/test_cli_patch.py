@@ -21,12 +21,14 @@ import pytest
 from cli_helpers import invoke, ok, refused
 from workspace_fixtures import write_pipeline
 
-from bfsdata import manifest, store, store_io
-from bfsdata.config import AcquisitionConfig, PatchConfig, Pipeline, StoreConfig
+from bfsdata.config.pipeline import AcquisitionConfig, PatchConfig, Pipeline, StoreConfig
 from bfsdata.ingest import ingest
-from bfsdata.patch import patch
+from bfsdata.patch.stage import patch
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
 from bfsdata.synth import SynthConfig, synth
 from bfsdata.verify import verify
+from bfsdata.workspace import manifest
 
 FRAMES, SIZE = 9, 32
 CELLS = 5 * 4  # vials x regions

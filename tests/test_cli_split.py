@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bfsdata import manifest
 from bfsdata.cli import app
+from bfsdata.workspace import manifest
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bfsdata.config import (
+from bfsdata.config.files import PIPELINES_DIR, load_pipeline, pipeline_to_dict
+from bfsdata.config.pipeline import (
     AcquisitionConfig,
     ConfigError,
     LayoutConfig,
     Pipeline,
     parse_frames,
 )
-from bfsdata.pipeline_file import PIPELINES_DIR, load_pipeline, pipeline_to_dict
 
 
 def _strip(p: Pipeline) -> Pipeline:

@@ -31,9 +31,10 @@ import zarr
 from cli_helpers import invoke, ok
 from workspace_fixtures import ENV, draw_run, tiny_pipeline, write_pipeline
 
-from bfsdata import faults, manifest, store
-from bfsdata.config import StoreConfig
-from bfsdata.lock import LOCK_NAME
+from bfsdata.config.pipeline import StoreConfig
+from bfsdata.store import location as store
+from bfsdata.workspace import faults, manifest
+from bfsdata.workspace.lock import LOCK_NAME
 
 BFSDATA = str(Path(sys.executable).parent / "bfsdata")
 N_STRIPS, RUNS = 12, 2
@@ -48,7 +49,7 @@ DEBRIS = ("*.partial", "*.__lock", ".*.tmp", LOCK_NAME)
 EVERY_TASK_COMMITS = """
 import sys
 from functools import partialmethod
-from bfsdata.workspace import Committer
+from bfsdata.workspace.writes import Committer
 Committer.__init__ = partialmethod(Committer.__init__, interval=0.0)
 from bfsdata.cli import main
 sys.argv[0] = "bfsdata"

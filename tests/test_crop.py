@@ -1,4 +1,4 @@
-"""`bfsdata.crop`: boxes to square uint8 patches, resampling choice and the 16-bit rule."""
+"""`bfsdata.imaging.crop`: boxes to square uint8 patches, resampling choice and the 16-bit rule."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from subpixel_crop import expected_crop
 
-from bfsdata.crop import cut_patches, to_uint8
+from bfsdata.imaging.crop import cut_patches, to_uint8
 
 
 def _noise(shape: tuple[int, int], dtype: type = np.uint8, seed: int = 0) -> np.ndarray:

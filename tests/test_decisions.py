@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bfsdata.decisions import knapp, reject_items, required, runwise, runwise_decider, zone
-from bfsdata.metrics import rates
+from bfsdata.judging.decisions import knapp, reject_items, required, runwise, runwise_decider, zone
+from bfsdata.judging.metrics import rates
 
 
 def _runs(rejections: dict[str, tuple[int, int]], defect: set[str]) -> tuple[list, list, list]:

@@ -17,11 +17,11 @@ import pytest
 from cli_helpers import invoke, ok
 from workspace_fixtures import tiny_pipeline, write_pipeline, write_raw
 
-from bfsdata import manifest
 from bfsdata.ingest import ingest
-from bfsdata.patch import patch
+from bfsdata.patch.stage import patch
 from bfsdata.split import split
-from bfsdata.store import STORE_NAME
+from bfsdata.store.location import STORE_NAME
+from bfsdata.workspace import manifest
 
 WORKERS = {"a": (2, 2), "b": (2, 2), "c": (1, 3)}  # workspace: (ingest, patch) worker threads
 

@@ -23,10 +23,10 @@ from cli_helpers import invoke, ok, refused
 from distributed import Client, LocalCluster
 from workspace_fixtures import shared_run, tiny_pipeline, write_pipeline, write_raw
 
-from bfsdata import store
-from bfsdata.config import Pipeline
+from bfsdata.config.pipeline import Pipeline
 from bfsdata.ingest import ingest
-from bfsdata.patch import patch
+from bfsdata.patch.stage import patch
+from bfsdata.store import location as store
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,11 @@ import pytest
 import tensorflow as tf
 from workspace_fixtures import EPOCHS, SIZE, STEPS, SharedRun, shared_run
 
-from bfsdata import manifest, store, store_io
 from bfsdata.model import losses
 from bfsdata.score import load_scorer
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
+from bfsdata.workspace import manifest
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ from cli_helpers import invoke, ok, refused
 from image_folders import BLOB, SIDE, TILE, draw, image_pipeline, write_image_folder
 from workspace_fixtures import tiny_pipeline, write_pipeline
 
-from bfsdata import manifest
-from bfsdata.config import ConfigError, LayoutConfig
-from bfsdata.folder import scan_images
-from bfsdata.folder_image import DEFECT, UNANNOTATED
-from bfsdata.grid import Tiling, TilingError, plan_tiling, starts
+from bfsdata.config.pipeline import ConfigError, LayoutConfig
+from bfsdata.imaging.tiling import Tiling, TilingError, plan_tiling, starts
+from bfsdata.sources.image_decode import DEFECT, UNANNOTATED
+from bfsdata.sources.image_folders import scan_images
+from bfsdata.workspace import manifest
 
 
 def _workspace(tmp_path: Path, mode: str = "grid") -> Path:

@@ -21,11 +21,11 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bfsdata.config import ConfigError, Pipeline
+from bfsdata.config.files import PIPELINES_DIR, load_pipeline, pipeline_to_dict
+from bfsdata.config.pipeline import ConfigError, Pipeline
 from bfsdata.ingest import IngestError
-from bfsdata.labels_csv import LABEL_COLUMNS, REGIONS, STRIP_RE, VIALS
-from bfsdata.pipeline_file import PIPELINES_DIR, load_pipeline, pipeline_to_dict
-from bfsdata.raw import scan_raw
+from bfsdata.sources.labels_csv import LABEL_COLUMNS, REGIONS, STRIP_RE, VIALS
+from bfsdata.sources.strip_folders import scan_raw
 
 FUZZ = settings(
     max_examples=100,

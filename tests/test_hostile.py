@@ -30,10 +30,10 @@ import numpy as np
 import pytest
 from cli_helpers import invoke, ok, refused
 
-from bfsdata import manifest
-from bfsdata.manifest import ACQUISITIONS, REJECTED
-from bfsdata.pipeline_file import PIPELINES_DIR
-from bfsdata.problems import printable
+from bfsdata.config.files import PIPELINES_DIR
+from bfsdata.workspace import manifest
+from bfsdata.workspace.manifest import ACQUISITIONS, REJECTED
+from bfsdata.workspace.problems import printable
 
 STRIPS = {"A1": "good", "B2": "defect"}
 RUNS, FRAMES, SHAPE = 2, 4, (32, 40)

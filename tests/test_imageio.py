@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from bfsdata.imageio import FrameError, FrameHeader, check_header, decode, read_header
+from bfsdata.sources.image_file import FrameError, FrameHeader, check_header, decode, read_header
 
 
 def _noise(shape: tuple[int, ...], dtype: type = np.uint8, seed: int = 0) -> np.ndarray:

@@ -24,7 +24,7 @@ from cli_helpers import invoke, ok, refused
 from image_folders import SIDE, TILE, image_pipeline, write_image_folder
 from workspace_fixtures import tiny_pipeline, write_pipeline
 
-from bfsdata import manifest
+from bfsdata.workspace import manifest
 
 TRAIN, TEST_GOOD, DEFECTS = 8, 4, {"blob": 4}
 

@@ -31,9 +31,9 @@ from workspace_fixtures import (
 )
 
 from bfsdata.cli import app
-from bfsdata.config import PatchConfig
-from bfsdata.evaluate import evaluate
+from bfsdata.config.pipeline import PatchConfig
 from bfsdata.infer import InferError, infer, load_thresholds, run_folders
+from bfsdata.report import report
 from bfsdata.score import ScoreError, load_scorer, score, scoring_rows
 
 N_CELLS = 5 * 4  # vials x regions
@@ -118,7 +118,7 @@ def test_rank_images_scored_by_report_and_infer_agree(run: SharedRun, tmp_path: 
     ws = copy_workspace(run.ws, tmp_path / "ws")
     acq = dataclasses.replace(run.pipe.acquisition, test_kinds=("frame", "rank_max"))
     pipe = dataclasses.replace(run.pipe, acquisition=acq)
-    evaluate(ws, pipe, run="tiny", name="ranks")
+    report(ws, pipe, run="tiny", name="ranks")
     rep = ws / "reports" / "ranks"
     assert json.loads((rep / "thresholds.json").read_text())["kinds"] == ["frame", "rank_max"]
     scores = pd.read_parquet(rep / "scores.parquet")

@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 import zarr
 
-from bfsdata import manifest
-from bfsdata.config import AcquisitionConfig, Pipeline
+from bfsdata.config.pipeline import AcquisitionConfig, Pipeline
 from bfsdata.ingest import IngestError, ingest
-from bfsdata.manifest import ACQUISITIONS, ANNOTATIONS, REJECTED
+from bfsdata.workspace import manifest
+from bfsdata.workspace.manifest import ACQUISITIONS, ANNOTATIONS, REJECTED
 
 STRIPS = {"A1": "good", "B2": "defect"}
 
@@ -554,7 +554,7 @@ def test_skip_bad_records_every_labels_csv_refusal(tmp_path: Path, make_raw, tin
 # so that a kill leaves both committed rows and shards without rows (the worst case to resume).
 FAST_COMMITS = """
 import sys
-import bfsdata.workspace as w
+import bfsdata.workspace.writes as w
 init = w.Committer.__init__
 def fast(self, *a, **k):
     k["interval"] = 0.0

@@ -17,21 +17,22 @@ import pytest
 from typer.testing import CliRunner
 from workspace_fixtures import FRAMES, RUNS, SIZE, STRIPS, write_raw
 
-from bfsdata import manifest, store
 from bfsdata.cli import app
-from bfsdata.config import (
+from bfsdata.config.pipeline import (
     AcquisitionConfig,
     PatchConfig,
     Pipeline,
     SplitConfig,
     TrainConfig,
 )
+from bfsdata.config.training import ModelConfig
 from bfsdata.ingest import ingest
-from bfsdata.patch import patch
+from bfsdata.patch.stage import patch
 from bfsdata.split import split
 from bfsdata.stats import stats
-from bfsdata.train_config import ModelConfig
+from bfsdata.store import location as store
 from bfsdata.verify import VerifyError, verify
+from bfsdata.workspace import manifest
 
 PER_ACQ = (FRAMES + 2) * 5 * 4  # (frames + rank images) x vials x regions
 

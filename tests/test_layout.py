@@ -1,4 +1,5 @@
-"""`bfsdata.layout`: scaling the layout, registering a strip, crop boxes (pure kernels).
+"""`bfsdata.imaging.registration`: scaling the layout, registering a strip, crop boxes
+(pure kernels).
 
 Strips are painted with exact area coverage, so a shift of (2.3, -3.6) px is a shift of
 (2.3, -3.6) px in the image; the layout below is the image size, so no scaling is involved.
@@ -12,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from bfsdata.config import ConfigError, LayoutConfig
-from bfsdata.layout import (
+from bfsdata.config.pipeline import ConfigError, LayoutConfig
+from bfsdata.imaging.registration import (
     Geometry,
     RegistrationError,
     _levels,

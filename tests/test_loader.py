@@ -19,9 +19,9 @@ import pytest
 import tensorflow as tf
 import zarr
 
-from bfsdata.config import StoreConfig
-from bfsdata.loader import LoaderError, _Reader, eval_dataset, to_float, train_dataset
-from bfsdata.store import require_patches
+from bfsdata.config.pipeline import StoreConfig
+from bfsdata.store.location import require_patches
+from bfsdata.train.loader import LoaderError, _Reader, eval_dataset, to_float, train_dataset
 
 N, P = 96, 32
 ROWS = np.arange(3, N, 2)[:40]  # 40 training rows, not a prefix of the store

@@ -23,11 +23,11 @@ import pytest
 from cli_helpers import invoke, ok, refused
 from workspace_fixtures import FRAMES, draw_run, tiny_pipeline, write_pipeline
 
-from bfsdata.lock import LOCK_NAME, LockError, workspace_lock
+from bfsdata.workspace.lock import LOCK_NAME, LockError, workspace_lock
 
 _HOLD = """
 import sys, time
-from bfsdata.lock import workspace_lock
+from bfsdata.workspace.lock import workspace_lock
 with workspace_lock(sys.argv[1], "patch"):
     print("held", flush=True)
     time.sleep(600)
@@ -47,6 +47,9 @@ def _held_elsewhere(ws: Path) -> Iterator[subprocess.Popen]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+LOGGER = "bfsdata.workspace.lock"
 
 
 def _take(ws: Path) -> None:
@@ -112,7 +115,10 @@ def test_lock_of_another_process_refused_then_taken_over_once_it_is_killed(
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert json.loads((ws / LOCK_NAME).read_text())["pid"] == holder.pid, "a kill leaves it"
-    with caplog.at_level(logging.WARNING, logger="bfsdata.lock"), workspace_lock(ws, "ingest"):
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        workspace_lock(ws, "ingest"),
+    ):
         record = json.loads((ws / LOCK_NAME).read_text())
     assert record["pid"] == os.getpid() and record["command"] == "ingest"
     assert f"stale lock of `bfsdata patch` (pid {holder.pid} " in caplog.text
@@ -125,7 +131,10 @@ def test_record_of_a_dead_pid_on_this_host_is_taken_over(
     ws = tmp_path / "ws"
     dead = _dead_pid()
     _write_record(ws, pid=dead)
-    with caplog.at_level(logging.WARNING, logger="bfsdata.lock"), workspace_lock(ws, "patch"):
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        workspace_lock(ws, "patch"),
+    ):
         assert json.loads((ws / LOCK_NAME).read_text())["pid"] == os.getpid()
     assert f"(pid {dead} on {socket.gethostname()}" in caplog.text
     assert "no longer running" in caplog.text

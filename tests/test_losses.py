@@ -13,8 +13,8 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
+from bfsdata.config.training import LossConfig
 from bfsdata.model import losses
-from bfsdata.train_config import LossConfig
 
 CFG = LossConfig(wa=1.5, wb=0.7, w1=2.0, w2=3.0, w3=5.0, w4=2.5, huber_delta=0.2)
 
@@ -195,7 +195,7 @@ def test_a_small_defect_moves_the_worst_share_far_more_than_the_mean() -> None:
 
 
 def test_score_share_must_be_a_share() -> None:
-    from bfsdata.config_error import ConfigError
+    from bfsdata.config.errors import ConfigError
 
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ConfigError, match="score_share"):

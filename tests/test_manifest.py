@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bfsdata import manifest
-from bfsdata.manifest import ACQUISITIONS, ALL, ANNOTATIONS, REJECTED, ManifestError
+from bfsdata.workspace import manifest
+from bfsdata.workspace.manifest import ACQUISITIONS, ALL, ANNOTATIONS, REJECTED, ManifestError
 
 
 def _acq_rows(n: int = 3) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from bfsdata.metrics import auroc, clopper_pearson, rates, roc_curve
+from bfsdata.judging.metrics import auroc, clopper_pearson, rates, roc_curve
 
 
 def _random(seed: int, n: int = 200, levels: int = 12) -> tuple[np.ndarray, np.ndarray]:

@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import pytest
 
+from bfsdata.config.training import ModelConfig
 from bfsdata.model import build_discriminator, build_generator, stage_widths
 from bfsdata.model.blocks import norm_act, residual_block
-from bfsdata.train_config import ModelConfig
 
 SMALL = ModelConfig(
     patch_size=32, base_width=4, stages=2, latent=8, disc_base_width=4, disc_stages=2

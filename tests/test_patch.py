@@ -1,4 +1,4 @@
-"""`bfsdata.patch.patch`: tiny real workspaces, raw -> ingest -> patch, checked against the
+"""`bfsdata.patch.stage.patch`: tiny real workspaces, raw -> ingest -> patch, checked against the
 frames in the store, the synthetic generator's known re-grips and each other.
 
 Raw strips come from `bfsdata.synth` at 128x160 px (the default layout / 8: vial x region boxes
@@ -18,19 +18,20 @@ import pandas as pd
 import pytest
 from subpixel_crop import expected_crop, row_shift
 
-from bfsdata import manifest, store
-from bfsdata.config import (
+from bfsdata.config.pipeline import (
     KINDS,
     AcquisitionConfig,
     LayoutConfig,
     PatchConfig,
     Pipeline,
 )
+from bfsdata.imaging.registration import boxes_at, scale_layout, window_offsets
 from bfsdata.ingest import ingest
-from bfsdata.layout import boxes_at, scale_layout, window_offsets
-from bfsdata.patch import PatchError, patch
+from bfsdata.patch.stage import PatchError, patch
+from bfsdata.store import location as store
 from bfsdata.synth import SynthConfig, synth
 from bfsdata.verify import verify
+from bfsdata.workspace import manifest
 
 FRAMES, SIZE, H, W = 4, 32, 128, 160
 VIALS, REGIONS = 5, 4
@@ -638,8 +639,8 @@ def test_resume_after_a_crash_mid_run(
 ) -> None:
     """A run dies in its third task after two tasks were committed, leaving a half-written
     shard and a *.partial file; the next run finishes and equals an uninterrupted run."""
-    import bfsdata.patch as stage
-    from bfsdata.workspace import Committer
+    import bfsdata.patch.stage as stage
+    from bfsdata.workspace.writes import Committer
 
     ws = Path(shutil.copytree(ingested, tmp_path / "ws"))
     pipe = _pipe(acq_per_task=1)

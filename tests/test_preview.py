@@ -1,4 +1,4 @@
-"""`bfsdata.preview.contact_sheet` and `bfsdata show` on a tiny patched workspace.
+"""`bfsdata.show.contact_sheet` and `bfsdata show` on a tiny patched workspace.
 
 2 synthetic strips x 1 run of 4 frames at 128x160 px, frames 0 and 3 and both rank images cut
 into 32 px patches. The sheet: the strip scaled to 640 px high (x5) with its crop boxes, 16 px
@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bfsdata import manifest, store
 from bfsdata.cli import app
-from bfsdata.config import AcquisitionConfig, PatchConfig, Pipeline
+from bfsdata.config.pipeline import AcquisitionConfig, PatchConfig, Pipeline
 from bfsdata.ingest import ingest
-from bfsdata.patch import patch
-from bfsdata.preview import REGION_BGR, STRIP_HEIGHT, TILE, contact_sheet, write_contact_sheet
+from bfsdata.patch.stage import patch
+from bfsdata.show import REGION_BGR, STRIP_HEIGHT, TILE, contact_sheet, write_contact_sheet
+from bfsdata.store import location as store
 from bfsdata.synth import SynthConfig, synth
+from bfsdata.workspace import manifest
 
 FRAMES, SIZE, H, W = 4, 32, 128, 160
 SCALE = STRIP_HEIGHT // H  # 5

@@ -24,12 +24,13 @@ import pytest
 import yaml
 from workspace_fixtures import SharedRun, build_workspace, draw_run, shared_run
 
-from bfsdata import manifest, provenance, store
 from bfsdata.infer import infer
 from bfsdata.ingest import ingest
-from bfsdata.patch import patch
+from bfsdata.patch.stage import patch
 from bfsdata.split import split
+from bfsdata.store import location as store
 from bfsdata.verify import verify
+from bfsdata.workspace import manifest, provenance
 
 ACQ, ANN = "manifests/acquisitions.parquet", "manifests/annotations.parquet"
 PATCHES, SPLITS = "manifests/patches.parquet", "manifests/splits.parquet"
@@ -108,7 +109,7 @@ def ws(built: Path, tmp_path: Path) -> Path:
 
 
 def _pipe(ws: Path):
-    from bfsdata.pipeline_file import load_pipeline
+    from bfsdata.config.files import load_pipeline
 
     return load_pipeline(ws / "pipeline.yaml")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bfsdata.rank import rank_images
+from bfsdata.imaging.rank import rank_images
 
 
 def _stack(dtype: type, shape: tuple[int, int, int] = (16, 24, 20), seed: int = 0) -> np.ndarray:

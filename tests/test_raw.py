@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bfsdata.raw import scan_raw
+from bfsdata.sources.strip_folders import scan_raw
 
 
 def _rules(scan) -> list[tuple[str, str]]:

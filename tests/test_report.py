@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bfsdata.config import ReportConfig
-from bfsdata.decisions import knapp, reject_items, runwise, runwise_decider
-from bfsdata.metrics import rates
-from bfsdata.report import report
-from bfsdata.report_html import SECTIONS
-from bfsdata.report_tables import fit_thresholds, knapp_section, prepare, timing_section
-from bfsdata.thresholds import fit_region_thresholds, item_matrix, tune_thresholds
+from bfsdata.config.pipeline import ReportConfig
+from bfsdata.judging.decisions import knapp, reject_items, runwise, runwise_decider
+from bfsdata.judging.metrics import rates
+from bfsdata.judging.thresholds import fit_region_thresholds, item_matrix, tune_thresholds
+from bfsdata.report.html import SECTIONS
+from bfsdata.report.tables import fit_thresholds, knapp_section, prepare, timing_section
+from bfsdata.report.write import write_report
 
 TIMING = {
     "batch": 60,
@@ -100,7 +100,9 @@ def strip_image(acq: int, kind: str, frame: int) -> np.ndarray:
 def run_report(
     out: Path, df: pd.DataFrame, cfg: ReportConfig | None = None, timing: dict = TIMING, **kw
 ):
-    return report(out / "ws", "r1", df, timing, cfg or ReportConfig(), out_dir=out / "rep", **kw)
+    return write_report(
+        out / "ws", "r1", df, timing, cfg or ReportConfig(), out_dir=out / "rep", **kw
+    )
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""bfsdata.shard_file writes zarr v3 shards that zarr-python and tensorstore read back."""
+"""bfsdata.store.shard_write writes zarr v3 shards that zarr-python and tensorstore read back."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import zarr
 from shard_arrays import sharded_array
 from zarr.codecs import GzipCodec
 
-from bfsdata import shard_file, store, store_io
-from bfsdata.config import StoreConfig
+from bfsdata.config.pipeline import StoreConfig
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
+from bfsdata.store import shard_write as shard_file
 
 
 def _ts_read(folder: Path, sel) -> np.ndarray:

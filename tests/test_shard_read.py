@@ -1,4 +1,4 @@
-"""bfsdata.shard_read decodes rows of shard files, written by zarr-python or bfsdata, into the
+"""bfsdata.store.shard_read decodes rows of shard files, written by zarr-python or bfsdata, into the
 caller's buffers."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from shard_arrays import sharded_array
 
-from bfsdata import shard_file, shard_read
+from bfsdata.store import shard_read
+from bfsdata.store import shard_write as shard_file
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bfsdata import manifest
-from bfsdata.config import ConfigError, SplitConfig
+from bfsdata.config.pipeline import ConfigError, SplitConfig
 from bfsdata.split import SplitError, read_strip_list, split
+from bfsdata.workspace import manifest
 
 RUNS = 2
 

@@ -18,10 +18,12 @@ from cli_helpers import invoke, ok, refused
 from test_distributed import Kit, assert_same_workspace, make_kit, new_workspace
 from workspace_fixtures import write_pipeline
 
-from bfsdata import manifest, store, store_io
 from bfsdata.ingest import ingest
-from bfsdata.patch import patch
+from bfsdata.patch.stage import patch
+from bfsdata.store import arrays as store_io
+from bfsdata.store import location as store
 from bfsdata.verify import verify
+from bfsdata.workspace import manifest
 
 
 @pytest.fixture
@@ -78,7 +80,7 @@ def test_url_store_reads_like_a_folder(tmp_path: Path, kit: Kit, memory_url: str
     assert got.shape == (2, 128, 160)
     np.testing.assert_array_equal(got, want_frames)
 
-    from bfsdata.loader import eval_dataset  # TensorFlow: imported by this test only
+    from bfsdata.train.loader import eval_dataset  # TensorFlow: imported by this test only
 
     x = np.concatenate([b[0] for b in eval_dataset(there, rows, batch=2).as_numpy_iterator()])
     np.testing.assert_array_equal(x[..., 0], want)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from bfsdata.decisions import reject_items, runwise_decider
-from bfsdata.thresholds import (
+from bfsdata.judging.decisions import reject_items, runwise_decider
+from bfsdata.judging.thresholds import (
     Policy,
     cut_points,
     fit_region_thresholds,

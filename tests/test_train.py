@@ -38,10 +38,10 @@ from workspace_fixtures import (
 )
 
 from bfsdata.cli import app
-from bfsdata.config import PatchConfig, SplitConfig
+from bfsdata.config.files import pipeline_to_dict
+from bfsdata.config.pipeline import PatchConfig, SplitConfig
 from bfsdata.model.gan import TRACKED
-from bfsdata.pipeline_file import pipeline_to_dict
-from bfsdata.train import TrainError, train
+from bfsdata.train.stage import TrainError, train
 
 RESUME_STEPS = 3  # steps per epoch of the resume and MirroredStrategy runs
 

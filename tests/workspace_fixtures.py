@@ -26,15 +26,15 @@ import numpy as np
 import pytest
 import yaml
 
-from bfsdata.config import (
+from bfsdata.config.files import load_pipeline, pipeline_to_dict
+from bfsdata.config.pipeline import (
     AcquisitionConfig,
     PatchConfig,
     Pipeline,
     SplitConfig,
     TrainConfig,
 )
-from bfsdata.pipeline_file import load_pipeline, pipeline_to_dict
-from bfsdata.train_config import AugmentConfig, ModelConfig, OptimConfig
+from bfsdata.config.training import AugmentConfig, ModelConfig, OptimConfig
 
 # G1..G3 good, D1 defective (scratch in vial 2, region 1). split: G3 -> test kit (test_good 1),
 # G1/G2 -> train/val (val 0.5); calib 0: the kit is all test (thresholds in-sample).
@@ -113,7 +113,7 @@ def write_raw(root: Path) -> Path:
 def build_workspace(ws: Path, pipe: Pipeline | None = None) -> Pipeline:
     """raw -> ingest -> patch -> split in `ws`; returns the pipeline read back from the YAML."""
     from bfsdata.ingest import ingest
-    from bfsdata.patch import patch
+    from bfsdata.patch.stage import patch
     from bfsdata.split import split
 
     ws.mkdir(parents=True, exist_ok=True)
@@ -141,8 +141,8 @@ _TRAIN_SCRIPT = textwrap.dedent(
     if args["skip_export"]:  # ~20 s per process here; the checkpoints are what is compared
         import bfsdata.model.export
         bfsdata.model.export.export = lambda generator, out_dir, *a: out_dir / "saved_model"
-    from bfsdata.pipeline_file import load_pipeline
-    from bfsdata.train import train, with_overrides
+    from bfsdata.config.files import load_pipeline
+    from bfsdata.train.stage import train, with_overrides
     pipe = with_overrides(
         load_pipeline(args["pipeline"]), epochs=args["epochs"], steps=args["steps"]
     )
@@ -226,7 +226,7 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
         from typer.testing import CliRunner
 
         from bfsdata.cli import app
-        from bfsdata.train import train
+        from bfsdata.train.stage import train
 
         ws = tmp_path_factory.mktemp("trained") / "ws"
         pipe = build_workspace(ws)

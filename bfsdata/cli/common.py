@@ -11,11 +11,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from bfsdata.config import ConfigError, Pipeline
-from bfsdata.imageio import FrameError
-from bfsdata.manifest import ManifestError
-from bfsdata.pipeline_file import load_pipeline
-from bfsdata.store import StoreError
+from bfsdata.config.files import load_pipeline
+from bfsdata.config.pipeline import ConfigError, Pipeline
+from bfsdata.sources.image_file import FrameError
+from bfsdata.store.location import StoreError
+from bfsdata.workspace.manifest import ManifestError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

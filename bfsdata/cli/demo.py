@@ -20,12 +20,12 @@ from bfsdata.cli.common import (
     workspace_pipeline,
 )
 from bfsdata.ingest import ingest
-from bfsdata.parallel import cluster
-from bfsdata.patch import patch
-from bfsdata.preview import write_contact_sheet
+from bfsdata.patch.stage import patch
+from bfsdata.show import write_contact_sheet
 from bfsdata.split import split
 from bfsdata.synth import SynthConfig, synth
-from bfsdata.train import train
+from bfsdata.train.stage import train
+from bfsdata.workspace.parallel import cluster
 
 MARKER = ".bfsdata-demo"  # a folder holding this file may be wiped and rebuilt by `demo`
 
@@ -71,9 +71,9 @@ def command(
     console.print(f"[bold]preview[/] {sheet}")
     split_cli.print_summary(split(ws, pipe.split))
     train_cli.print_summary(train(ws, pipe, name="demo"))
-    from bfsdata.evaluate import evaluate  # heavy (matplotlib, scipy): see cli/report.py
+    from bfsdata.report import report  # heavy (matplotlib, scipy): see cli/report.py
 
-    report_cli.print_summary(evaluate(ws, pipe, run="demo"))
+    report_cli.print_summary(report(ws, pipe, run="demo"))
     console.print(f"[bold]open[/] {(ws / 'reports' / 'demo' / 'report.html').resolve()}")
 
 

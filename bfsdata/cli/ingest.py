@@ -18,11 +18,11 @@ from bfsdata.cli.common import (
     remember_pipeline,
     workspace_pipeline,
 )
-from bfsdata.config import AcquisitionConfig
+from bfsdata.config.pipeline import AcquisitionConfig
 from bfsdata.ingest import IngestSummary, ingest
-from bfsdata.lock import workspace_lock
-from bfsdata.parallel import cluster
-from bfsdata.store import attached
+from bfsdata.store.location import attached
+from bfsdata.workspace.lock import workspace_lock
+from bfsdata.workspace.parallel import cluster
 
 
 @handle_errors

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from bfsdata import manifest
 from bfsdata.cli.common import (
     PipelineOpt,
     SchedulerOpt,
@@ -19,12 +18,13 @@ from bfsdata.cli.common import (
     remember_pipeline,
     workspace_pipeline,
 )
-from bfsdata.config import KINDS
-from bfsdata.lock import workspace_lock
-from bfsdata.parallel import cluster
-from bfsdata.patch import PatchSummary, patch
-from bfsdata.preview import write_contact_sheet
-from bfsdata.store import attached
+from bfsdata.config.pipeline import KINDS
+from bfsdata.patch.stage import PatchSummary, patch
+from bfsdata.show import write_contact_sheet
+from bfsdata.store.location import attached
+from bfsdata.workspace import manifest
+from bfsdata.workspace.lock import workspace_lock
+from bfsdata.workspace.parallel import cluster
 
 
 @handle_errors

@@ -16,11 +16,11 @@ from bfsdata.cli.common import (
     handle_errors,
     workspace_pipeline,
 )
-from bfsdata.parallel import cluster
-from bfsdata.store import attached
+from bfsdata.store.location import attached
+from bfsdata.workspace.parallel import cluster
 
 if TYPE_CHECKING:
-    from bfsdata.report import ReportSummary
+    from bfsdata.report.write import ReportSummary
 
 
 @handle_errors
@@ -50,11 +50,11 @@ def command(
     cfg = pipe.report if policy is None else dataclasses.replace(pipe.report, policy=policy)
     # Here, not at the top: evaluate pulls in matplotlib and scipy (1.4 s), which every other
     # command would pay at start-up through the CLI's imports.
-    from bfsdata.evaluate import evaluate, read_manual
+    from bfsdata.report import read_manual, report
 
     manual_df = read_manual(manual) if manual else None
     with attached(workspace, store), cluster(workers, scheduler) as address:
-        s = evaluate(
+        s = report(
             workspace, pipe, run=run, name=name, cfg=cfg, manual=manual_df, scheduler=address
         )
     print_summary(s)

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from bfsdata.cli.common import WorkspaceOpt, console, handle_errors
-from bfsdata.preview import write_contact_sheet
+from bfsdata.show import write_contact_sheet
 
 
 @handle_errors

@@ -12,7 +12,7 @@ from bfsdata.cli.common import (
     print_block,
     workspace_pipeline,
 )
-from bfsdata.train import TrainSummary, train, with_overrides
+from bfsdata.train.stage import TrainSummary, train, with_overrides
 
 
 @handle_errors

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from bfsdata.model import checkpoint
-from bfsdata.workspace import png_bytes, write_atomic
+from bfsdata.workspace.writes import png_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 

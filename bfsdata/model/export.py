@@ -19,8 +19,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from bfsdata.config.training import LossConfig
 from bfsdata.model import losses
-from bfsdata.train_config import LossConfig
 
 
 def export(generator: keras.Model, out_dir: Path, loss_cfg: LossConfig, meta: dict) -> Path:

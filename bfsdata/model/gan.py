@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bfsdata.config import TrainConfig
+from bfsdata.config.pipeline import TrainConfig
 from bfsdata.model import build_discriminator, build_generator, losses
 
 TRACKED = ("g_loss", "d_loss", "adv", "con", "enc", "nse", "ssim")

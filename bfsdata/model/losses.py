@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from bfsdata.train_config import LossConfig
+from bfsdata.config.training import LossConfig
 
 Tensor = Any  # a backend tensor or numpy array; Keras ops accept either
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from bfsdata.config.training import ModelConfig
 from bfsdata.model.blocks import norm_act, residual_stage
-from bfsdata.train_config import ModelConfig
 
 
 def stage_widths(cfg: ModelConfig) -> list[int]:

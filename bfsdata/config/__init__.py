@@ -1,0 +1,1 @@
+"""Typed pipeline configuration: the YAML files as frozen dataclasses, checked on load."""

@@ -1,0 +1,1 @@
+"""Pure image kernels: rank images, registration, tiling, crop and the cut recipe."""

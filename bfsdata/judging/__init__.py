@@ -1,0 +1,1 @@
+"""Pure statistics: rates and intervals, thresholds, strip and run decisions."""

@@ -1,0 +1,1 @@
+"""The workspace around the store: manifests, provenance, lock, atomic writes, parallel runs."""
