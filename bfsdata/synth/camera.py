@@ -1,4 +1,5 @@
-"""From the product to the frames of one run: re-grip warp, illumination gain, liquid, noise.
+"""From the product to the frames of one run: re-grip warp, illumination gain, liquid,
+lighting gradient, noise.
 
 Cost per run: one full-image warp of the static product; per frame a copy, a few small sprite
 warps (the liquid) and the sensor noise. Warping is linear, so warping the product and the liquid
@@ -7,8 +8,9 @@ sprites separately and adding them equals warping their sum.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -28,6 +30,30 @@ class Regrip:
     gain: float  # illumination factor
 
 
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """What every run of a dataset shares besides the product: the camera's view of it."""
+
+    geom: Geometry  # where the strip is drawn; must match the product's size
+    clutter: float = 1.0  # factor on the mean number of moving bubbles and drops
+    rims: str = "dark"  # their polarity, primitives.RIMS
+    light: np.ndarray | None = field(default=None, repr=False)  # (H, W) factor, `light_field`
+
+
+def light_field(geom: Geometry, strength: float, direction_deg: float) -> np.ndarray | None:
+    """(H, W) float32 illumination factor fixed to the camera: 1 at the brightest corner,
+    1 - strength at the opposite one, linear along direction_deg (0: brighter to the right,
+    90: brighter downwards); None for no gradient."""
+    if strength == 0:
+        return None
+    a = math.radians(direction_deg)
+    x = np.arange(geom.width) + 0.5
+    y = np.arange(geom.height) + 0.5
+    p = x[None, :] * math.cos(a) + y[:, None] * math.sin(a)  # (H, W) along the direction
+    t = (p - p.min()) / max(float(p.max() - p.min()), 1e-9)
+    return (1.0 - strength * (1.0 - t)).astype(np.float32)
+
+
 def regrip_matrix(grip: Regrip, geom: Geometry) -> np.ndarray:
     """2x3 affine map from product pixels to image pixels (cv2 index coordinates)."""
     m = cv2.getRotationMatrix2D(geom.centre, grip.angle_deg, 1.0)
@@ -43,13 +69,19 @@ def render_run(
     frames: int,
     noise_sigma: float,
     bit_depth: int,
+    scene: Scene | None = None,
+    rim_rng: np.random.Generator | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the frames of one run, (H, W) uint8 or uint16 each.
 
     rng draws the liquid's movement first, then the noise frame by frame, so frame f depends
-    only on the seed, never on how many frames were consumed elsewhere.
+    only on the seed, never on how many frames were consumed elsewhere. scene: the dataset's
+    geometry, clutter and lighting (None: the reference strip in the product's size);
+    rim_rng draws the polarity of each bubble when `scene.rims` is `both`.
     """
-    geom = Geometry(*product.shape)
+    scene = scene or Scene(Geometry(*product.shape))
+    geom = scene.geom
+    assert product.shape == (geom.height, geom.width), (product.shape, geom)
     m = regrip_matrix(grip, geom)
     static = cv2.warpAffine(
         product,
@@ -60,11 +92,13 @@ def render_run(
         borderValue=BACKGROUND,
     )
     static *= grip.gain
-    motion = plan_motion(rng, frames)
+    motion = plan_motion(rng, frames, geom.shape, scene.clutter, scene.rims, rim_rng)
     for f in range(frames):
         frame = static.copy()
         for sprite in frame_sprites(motion, f, geom):
             add_warped(frame, sprite, m, grip.gain)
+        if scene.light is not None:
+            frame *= scene.light
         if noise_sigma > 0:
             noise = rng.standard_normal(frame.shape, dtype=np.float32)
             noise *= noise_sigma
@@ -102,10 +136,14 @@ def add_warped(frame: np.ndarray, sprite: Sprite, m: np.ndarray, gain: float) ->
 
 
 def quantize(frame: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Round float grey levels (8-bit scale) to the output dtype; 16 bit keeps the fractions."""
+    """Round float grey levels (8-bit scale) to the output dtype; 12 and 16 bit keep the
+    fractions. 12 bit is a camera that fills the low 12 bits of uint16 (`patch.input_bits`)."""
     if bit_depth == 16:
         frame *= 257.0  # 255 -> 65535: the 16-bit image is the 8-bit one with finer steps
         top, dtype = 65535.0, np.uint16
+    elif bit_depth == 12:
+        frame *= 4095.0 / 255.0  # 255 -> 4095
+        top, dtype = 4095.0, np.uint16
     else:
         top, dtype = 255.0, np.uint8
     np.clip(frame, 0.0, top, out=frame)

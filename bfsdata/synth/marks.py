@@ -10,7 +10,14 @@ import numpy as np
 
 from bfsdata.synth.defects import Defect
 from bfsdata.synth.geometry import N_VIALS, STRIP_Y0, Geometry
-from bfsdata.synth.primitives import blob, bubble, disc, line_profile, segment_distance
+from bfsdata.synth.primitives import (
+    blob,
+    bubble,
+    disc,
+    line_profile,
+    rim_signs,
+    segment_distance,
+)
 
 
 def outline_bumps(geom: Geometry, defects: tuple[Defect, ...]) -> np.ndarray:
@@ -51,15 +58,23 @@ def flag_top(geom: Geometry, defects: tuple[Defect, ...]) -> np.ndarray:
     return top
 
 
-def draw_marks(img: np.ndarray, geom: Geometry, defects: tuple[Defect, ...]) -> None:
-    """Add every defect's visible mark to the product image (H, W), in place."""
+def draw_marks(
+    img: np.ndarray, geom: Geometry, defects: tuple[Defect, ...], rims: str = "dark"
+) -> None:
+    """Add every defect's visible mark to the product image (H, W), in place.
+
+    rims: polarity of foam bubbles' rims, `primitives.RIMS`.
+    """
     for d in defects:
         rows, cols = geom.window(*d.box)
         if rows.stop <= rows.start or cols.stop <= cols.start:
             continue
         x, y = geom.grid(rows, cols)
         dx, dy = (x - d.x) * geom.sx, (y - d.y) * geom.sy  # px from the centre
-        img[rows, cols] += _MARKS[d.kind](d, geom, x, y, dx, dy)
+        if d.kind == "foam":
+            img[rows, cols] += _foam(d, geom, x, y, dx, dy, rims)
+        else:
+            img[rows, cols] += _MARKS[d.kind](d, geom, x, y, dx, dy)
 
 
 def _particle(d: Defect, geom: Geometry, x, y, dx, dy) -> np.ndarray:
@@ -103,14 +118,17 @@ def _burn(d: Defect, geom: Geometry, x, y, dx, dy) -> np.ndarray:
     return -d.contrast * field  # weights sum to 1: peak darkening 0.6..1 x contrast
 
 
-def _foam(d: Defect, geom: Geometry, x, y, dx, dy) -> np.ndarray:
+def _foam(d: Defect, geom: Geometry, x, y, dx, dy, rims: str = "dark") -> np.ndarray:
     rng = np.random.default_rng(d.seed)
     x0, y0, x1, y1 = d.box
     out = np.zeros(np.broadcast_shapes(dx.shape, dy.shape))
-    for _ in range(int(np.clip(d.size * rng.uniform(0.5, 1.0), 12, 60))):
+    n = int(np.clip(d.size * rng.uniform(0.5, 1.0), 12, 60))
+    # Polarities from their own stream: the shapes above stay the same whatever `rims` is.
+    signs = rim_signs(rims, n, np.random.default_rng([d.seed, 1]))
+    for sign in signs:
         r = min(float(np.exp(rng.uniform(np.log(0.8), np.log(4.0)))), (y1 - y0) / 2 - 0.5)
         bx, by = rng.uniform(x0 + r, x1 - r), rng.uniform(y0 + r, y1 - r)
-        strength = d.contrast * rng.uniform(0.6, 1.0)
+        strength = sign * d.contrast * rng.uniform(0.6, 1.0)
         b = strength * bubble((x - bx) * geom.sx, (y - by) * geom.sy, r * geom.scale)
         out = np.where(np.abs(b) > np.abs(out), b, out)  # touching bubbles do not stack up
     return out

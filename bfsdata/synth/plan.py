@@ -2,9 +2,10 @@
 
 Seeds form a fixed tree under `np.random.SeedSequence(cfg.seed)`: which strips are defective,
 then one branch per strip (defects, texture, runs) and one per (strip, run) (re-grip, liquid and
-noise). A strip's pictures therefore depend only on the seed and its index, never on thread
-scheduling, and strip S0003 looks the same whether 4 or 400 strips are written (its label comes
-from the dataset-level draw).
+noise, rim polarities). A strip's pictures therefore depend only on the seed and its index, never
+on thread scheduling, and strip S0003 looks the same whether 4 or 400 strips are written (its
+label comes from the dataset-level draw). A knob of `SynthConfig` that needs draws of its own
+takes them from a branch of its own, so at its default every other stream stays as it was.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class RunPlan:
     run: int  # 1..runs
     grip: Regrip
     seed: np.random.SeedSequence  # liquid movement, then noise
+    rim_seed: np.random.SeedSequence  # polarity of each bubble's rim (SynthConfig.rims both)
 
 
 @dataclass(frozen=True)
@@ -64,18 +66,20 @@ def plan_dataset(cfg: SynthConfig) -> list[StripPlan]:
         if i in defective:
             rng = np.random.default_rng(defect_seed)
             n = 1 + int(rng.random() < SECOND_DEFECT_CHANCE)
-            defects = sample_defects(rng, n, cfg.severity)
+            defects = sample_defects(rng, n, cfg.severity, cfg.shape, cfg.defect_size)
         runs = []
         for r, run_seed in enumerate(runs_seed.spawn(cfg.runs), start=1):
-            grip_seed, liquid_seed = run_seed.spawn(2)
-            runs.append(
-                RunPlan(r, _regrip(np.random.default_rng(grip_seed), cfg, geom), liquid_seed)
-            )
+            # spawn(3) begins with the very children spawn(2) gave: the first two streams are
+            # the same as before the third was added.
+            grip_seed, liquid_seed, rim_seed = run_seed.spawn(3)
+            grip = _regrip(np.random.default_rng(grip_seed), cfg, geom)
+            runs.append(RunPlan(r, grip, liquid_seed, rim_seed))
         plans.append(StripPlan(f"S{i:04d}", defects, texture_seed, tuple(runs)))
     return plans
 
 
 def _regrip(rng: np.random.Generator, cfg: SynthConfig, geom: Geometry) -> Regrip:
+    # geom is the image's scale (no strip_scale): shift_px is px of the reference image.
     dx = rng.uniform(-1.0, 1.0) * cfg.shift_px * geom.sx
     dy = rng.uniform(-1.0, 1.0) * cfg.shift_px * geom.sy
     angle = rng.uniform(-1.0, 1.0) * cfg.rotation_deg

@@ -66,3 +66,17 @@ def bubble(dx_px: np.ndarray, dy_px: np.ndarray, r_px: float) -> np.ndarray:
     spot = 0.35 * r_px
     glint = blob(dx_px + spot, dy_px + spot, 0.25 * r_px, 0.25 * r_px)
     return glint * 0.6 - rim
+
+
+RIMS = ("dark", "bright", "both")  # polarity of bubble and drop rims, see `rim_signs`
+
+
+def rim_signs(rims: str, n: int, rng: np.random.Generator | None) -> np.ndarray:
+    """(n,) factors on `bubble`'s profile: +1 dark rim (transmitted light), -1 bright rim (the
+    same profile turned over: a ring that catches the light around a darker centre), or, for
+    `both`, each drawn from rng with even odds; rng is only drawn from (and needed) for `both`."""
+    assert rims in RIMS, rims
+    if rims == "both":
+        assert rng is not None, "rims 'both' draws each polarity from rng"
+        return np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    return np.full(n, -1.0 if rims == "bright" else 1.0)

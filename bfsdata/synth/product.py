@@ -23,8 +23,6 @@ from bfsdata.synth.geometry import (
     STRIP_Y1,
     VIAL_PITCH,
     Geometry,
-    body_halfwidth,
-    side_halfwidth,
     vial_centre,
 )
 from bfsdata.synth.marks import draw_marks, flag_top, outline_bumps
@@ -58,9 +56,12 @@ def meniscus_at_rest(u: np.ndarray) -> np.ndarray:
 
 
 def render_product(
-    geom: Geometry, defects: tuple[Defect, ...], rng: np.random.Generator
+    geom: Geometry, defects: tuple[Defect, ...], rng: np.random.Generator, rims: str = "dark"
 ) -> np.ndarray:
-    """The static strip, (H, W) float32 grey levels; rng draws its texture only."""
+    """The static strip, (H, W) float32 grey levels; rng draws its texture only.
+
+    rims: polarity of the foam defect's bubble rims (`primitives.RIMS`), as the moving ones.
+    """
     x = geom.cols()[None, :]  # (1, W) nominal
     y = geom.rows()[:, None]  # (H, 1) nominal
     top = flag_top(geom, defects)[None, :]  # (1, W)
@@ -71,29 +72,57 @@ def render_product(
         * soft_step((STRIP_Y1 - y) * geom.sy)
     )
     flag_cover = soft_step((FLAG_BOTTOM - y) * geom.sy)  # (H, 1)
+    cut = _cut_out(geom, x, flag_cover)
+    if cut is not None:
+        sheet = sheet * cut
     body_cover, body = _bodies(geom, x, y, defects)
     body += _vial_offsets(geom, x, rng)
     plastic = WEB + flag_cover * (_flag(geom, x, y, top) - WEB)
     plastic += (1.0 - flag_cover) * body_cover * (body - WEB)
     plastic += TEXTURE * _low_frequency(geom, rng)
     img = BACKGROUND + sheet * (plastic - BACKGROUND)
-    _emboss(img, geom)
-    draw_marks(img, geom, defects)
+    _emboss(img, geom, None if cut is None else sheet)
+    draw_marks(img, geom, defects, rims)
     return img.astype(np.float32)
+
+
+def _cut_out(geom: Geometry, x: np.ndarray, flag_cover: np.ndarray) -> np.ndarray | None:
+    """Share of plastic left (H, W) where the strip is cut: the gaps between separate vials
+    and beside flags narrower than the pitch; None for a joined strip (nothing cut)."""
+    shape = geom.shape
+    if shape.joined:
+        return None
+    bounds = STRIP_X0 + VIAL_PITCH * np.arange(1, N_VIALS)
+    near = np.min(np.abs(x[..., None] - bounds), axis=-1)  # (1, W) to the nearest boundary
+    cut = soft_step((near - shape.gap / 2) * geom.sx) if shape.gap > 0 else np.ones_like(near)
+    if shape.flag_width < 1.0:
+        off_axis = np.abs(x - vial_centre(_vial_of(x) + 1))
+        tab = soft_step((VIAL_PITCH / 2 * shape.flag_width - off_axis) * geom.sx)  # (1, W)
+        cut = cut * (1.0 - flag_cover + flag_cover * tab)
+    return cut
+
+
+def _vial_of(x: np.ndarray) -> np.ndarray:
+    """Vial - 1 (0..4) whose column holds each nominal x."""
+    return np.clip(((x - STRIP_X0) // VIAL_PITCH).astype(int), 0, N_VIALS - 1)
 
 
 def _bodies(
     geom: Geometry, x: np.ndarray, y: np.ndarray, defects: tuple[Defect, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Coverage (H, W) and shading (H, W) of the vial bodies, necks included."""
-    v = np.clip(((x - STRIP_X0) // VIAL_PITCH).astype(int), 0, N_VIALS - 1)  # (1, W) vial - 1
+    v = _vial_of(x)  # (1, W)
     cx = vial_centre(v + 1)
     side = (x >= cx).astype(int)
     rows = np.arange(geom.height)[:, None]
     y_rows = geom.rows()
-    nominal = body_halfwidth(y_rows)  # (H,)
+    shape = geom.shape
+    nominal = shape.body_halfwidth(y_rows)  # (H,)
     table = np.stack(
-        [[side_halfwidth(y_rows, vial, side) for side in (-1, 1)] for vial in range(1, N_VIALS + 1)]
+        [
+            [shape.side_halfwidth(y_rows, vial, side) for side in (-1, 1)]
+            for vial in range(1, N_VIALS + 1)
+        ]
     )  # (5, 2, H)
     table += outline_bumps(geom, defects)
     half = table[v, side, rows]  # (H, W): half width at each pixel's row, vial and side
@@ -117,8 +146,9 @@ def _flag(geom: Geometry, x: np.ndarray, y: np.ndarray, top: np.ndarray) -> np.n
     return flag - GROOVE * line_profile(near * geom.sx, 3.0 * geom.sx)
 
 
-def _emboss(img: np.ndarray, geom: Geometry) -> None:
-    """Raised ring with a letter-like mark on every flag, lit from the top left."""
+def _emboss(img: np.ndarray, geom: Geometry, cover: np.ndarray | None) -> None:
+    """Raised ring with a letter-like mark on every flag, lit from the top left; only on the
+    plastic (`cover`, (H, W)) where a flag is narrower than its ring."""
     for vial in range(1, N_VIALS + 1):
         cx, cy = vial_centre(vial), 142.0
         rows, cols = geom.window(cx - 56, cy - 56, cx + 56, cy + 56)
@@ -144,14 +174,14 @@ def _emboss(img: np.ndarray, geom: Geometry) -> None:
             )
             px, py = mx + along * ux / length, my + along * uy / length  # nearest axis point
             gx, gy = gx - (x - px) / s2 * hb, gy - (y - py) / s2 * hb
-        img[rows, cols] += RELIEF * -(gx + gy) / np.sqrt(2.0)
+        relief = RELIEF * -(gx + gy) / np.sqrt(2.0)
+        img[rows, cols] += relief if cover is None else relief * cover[rows, cols]
 
 
 def _vial_offsets(geom: Geometry, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each vial a little brighter or darker: wall thickness varies from cavity to cavity."""
     offsets = rng.normal(0.0, VIAL_SPREAD, N_VIALS)
-    v = np.clip(((x - STRIP_X0) // VIAL_PITCH).astype(int), 0, N_VIALS - 1)
-    return offsets[v]
+    return offsets[_vial_of(x)]
 
 
 def _low_frequency(geom: Geometry, rng: np.random.Generator) -> np.ndarray:

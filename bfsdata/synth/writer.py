@@ -12,17 +12,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bfsdata.synth.camera import render_run
+from bfsdata.synth.camera import Scene, light_field, render_run
 from bfsdata.synth.config import SynthConfig, SynthSummary
-from bfsdata.synth.geometry import Geometry
 from bfsdata.synth.plan import RunPlan, StripPlan, labels_frame, plan_dataset, transforms_frame
 from bfsdata.synth.product import render_product
 
 log = logging.getLogger(__name__)
 
 # Level 1 with Huffman-only coding: the sensor noise defeats LZ matching anyway, so this is
-# faster than level 1's default and a little smaller (measured: 27 vs 42 ms, 0.56 vs 0.67 MB
-# per 1024 x 1280 frame).
+# faster than level 1's default and a little smaller (docs/performance.md, Synthetic data).
 PNG_PARAMS = [
     cv2.IMWRITE_PNG_COMPRESSION,
     1,
@@ -33,7 +31,7 @@ STRIPS_IN_FLIGHT = 2  # rendered products held at once: bounds memory, keeps thr
 
 
 def synth(out: Path, cfg: SynthConfig | None = None) -> SynthSummary:
-    """Write synthetic raw acquisitions of BFS strips to `out` (layout of DESIGN.md section 1).
+    """Write synthetic raw acquisitions of BFS strips to `out` (docs/design.md, Raw input).
 
     out/labels.csv and out/<strip>/run_<r>/frame_<f>.png. Refuses a folder that already holds a
     dataset. The same cfg always gives byte-identical files.
@@ -42,7 +40,8 @@ def synth(out: Path, cfg: SynthConfig | None = None) -> SynthSummary:
     out = Path(out)
     _check_out(out)
     start = time.perf_counter()
-    geom = Geometry(cfg.height, cfg.width)
+    geom = cfg.geometry()
+    scene = Scene(geom, cfg.clutter, cfg.rims, light_field(geom, cfg.gradient, cfg.gradient_deg))
     plans = plan_dataset(cfg)
     out.mkdir(parents=True, exist_ok=True)
     log.info(
@@ -52,9 +51,10 @@ def synth(out: Path, cfg: SynthConfig | None = None) -> SynthSummary:
     with ThreadPoolExecutor(cfg.workers, thread_name_prefix="synth") as pool:
         pending: deque[list[Future[None]]] = deque()
         for plan in plans:
-            product = render_product(geom, plan.defects, np.random.default_rng(plan.texture_seed))
+            texture = np.random.default_rng(plan.texture_seed)
+            product = render_product(geom, plan.defects, texture, cfg.rims)
             pending.append(
-                [pool.submit(_write_run, out, plan, run, product, cfg) for run in plan.runs]
+                [pool.submit(_write_run, out, plan, run, product, cfg, scene) for run in plan.runs]
             )
             while len(pending) >= STRIPS_IN_FLIGHT:
                 _finish(pending.popleft())
@@ -93,12 +93,19 @@ def _check_out(out: Path) -> None:
 
 
 def _write_run(
-    out: Path, plan: StripPlan, run: RunPlan, product: np.ndarray, cfg: SynthConfig
+    out: Path,
+    plan: StripPlan,
+    run: RunPlan,
+    product: np.ndarray,
+    cfg: SynthConfig,
+    scene: Scene,
 ) -> None:
     folder = out / plan.strip / f"run_{run.run}"
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(run.seed)
-    frames = render_run(product, run.grip, rng, cfg.frames, cfg.noise_sigma, cfg.bit_depth)
+    rng, rim_rng = np.random.default_rng(run.seed), np.random.default_rng(run.rim_seed)
+    frames = render_run(
+        product, run.grip, rng, cfg.frames, cfg.noise_sigma, cfg.bit_depth, scene, rim_rng
+    )
     for f, frame in enumerate(frames):
         ok, buf = cv2.imencode(".png", frame, PNG_PARAMS)
         assert ok, "cv2 failed to encode a PNG"
