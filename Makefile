@@ -23,6 +23,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check bfsdata tests benchmarks
 	$(BIN)/ruff format --check bfsdata tests benchmarks
 

@@ -7,7 +7,7 @@ nothing else. Ingest does that plus validation, rank images, compression and the
 
 The baseline runs one decode thread per core; ingest runs with its own default (one thread more
 than cores, so a core is busy while a task waits on its write) unless --workers says otherwise.
-Both read from the page cache. 6 strips (960 frames, about 7 s) keep the fixed cost of a run
+Both read from the page cache. 6 strips (960 frames) keep the fixed cost of a run
 (scan, header checks, manifest) and the last task's tail to a few percent.
 """
 

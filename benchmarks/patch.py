@@ -5,12 +5,12 @@ write patches. In memory: register, crop and resize on numpy arrays read beforeh
 threads or processes, no store. Targets on 2 cores: >= 5,000 patches/s, and end to end within
 2x of in memory.
 
-Six strips (60 acquisitions, 21,600 patches) by default: with two, the run lasts about two
-seconds and the work of starting (each thread's buffers, tensorstore's pools, the window maps)
+Six strips (60 acquisitions, 21,600 patches) by default: with two, the run is so short that
+the work of starting (each thread's buffers, tensorstore's pools, the window maps)
 and the last task weigh on the figure as they do not in a run of hours.
 
 `--processes`: as `bfsdata patch --workers N` runs, on a local cluster of N worker processes;
-the cluster's start (about 1.3 s here, once per command) is reported on its own and left out of
+the cluster's start (once per command; docs/performance.md) is reported on its own and left out of
 the rate, as a run of hours leaves it out.
 
     python benchmarks/patch.py [--strips 6] [--workers 2] [--whole-pixel] [--processes]

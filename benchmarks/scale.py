@@ -12,8 +12,8 @@ stages gives the baseline memory every run starts from.
 
 The smaller size must give every worker whole tasks (workers x patch.acq_per_task = 4
 acquisitions here): with fewer, fewer tasks run at once and peak memory grows with the
-parallelism reached, not with the data (the first --quick of 1 vs 4 strips of 4 runs: patch
-407 -> 595 MiB, one task of 8 acquisitions at 1x, two at 4x).
+parallelism reached, not with the data (the first --quick of 1 vs 4 strips of 4 runs ran one
+task of 8 acquisitions at 1x and two at 4x: docs/performance.md, Memory at scale).
 """
 
 from __future__ import annotations

@@ -2,10 +2,16 @@
 
 For each run folder (frame_<i>.png): decode the frames once, compute the max rank image,
 register the strip, cut the test images (the frames and rank images that thresholds.json was
-fitted on, acquisition.test_kinds) into vials x regions, score the patches with
+fitted on, acquisition.test_kinds) into vials x regions with the cut recipe thresholds.json
+records (bfsdata.imaging.cut: the recipe the scored patches were cut with, so a patch cut here
+is the stored patch of the same acquisition, bit for bit), score the patches with
 the exported model, and apply the report's `thresholds.json`: a vial (or the strip) is rejected
 when any of its patches scores above its region's `strip` threshold (paper eq. 13). Several runs
 of one strip also get the run-wise decision (`run` thresholds, k of n runs must agree).
+
+A pipeline whose recipe differs from the recorded one is refused, naming the settings, and so
+is a thresholds.json without one (written by an older `bfsdata report`: run it again), rather
+than cut with the pipeline's settings unchecked.
 
 Writes per acquisition `<strip>_run<r>.json` (patch scores, vial and strip decisions) and
 `<strip>_run<r>.png` (the strip with every region's heatmap, rejected regions boxed in red),
@@ -31,10 +37,10 @@ import numpy as np
 import pandas as pd
 
 from bfsdata.config.pipeline import IMAGE_LAYOUTS, Pipeline, kind_rank
-from bfsdata.imaging.crop import cut_patches, to_uint8
+from bfsdata.imaging.crop import to_uint8
+from bfsdata.imaging.cut import CutRecipe, RecipeError, Windows, cut, locate
 from bfsdata.imaging.rank import rank_images
-from bfsdata.imaging.registration import register, scale_layout
-from bfsdata.imaging.tiling import TilingError, tiling_of
+from bfsdata.imaging.tiling import TilingError
 from bfsdata.judging.decisions import runwise
 from bfsdata.score import load_scorer
 from bfsdata.sources.image_decode import read_image
@@ -113,16 +119,49 @@ def load_thresholds(path: Path, pipe: Pipeline) -> dict:
     return th
 
 
+def thresholds_recipe(th: dict, path: Path, pipe: Pipeline) -> CutRecipe:
+    """The cut recipe thresholds.json records, refused when the pipeline's differs or none is
+    recorded: infer cuts as the patches the thresholds were fitted on were cut."""
+    if th.get("cut") is None:
+        raise InferError(
+            f"{path}: records no cut recipe (written by an older `bfsdata report`), so infer "
+            "cannot check that it cuts as the model's patches were cut; run `bfsdata report` "
+            "again for this model (a workspace patched by an older bfsdata first needs "
+            "`bfsdata patch` again, which records the recipe and cuts nothing)"
+        )
+    try:
+        recipe = CutRecipe.from_dict(th["cut"])
+    except RecipeError as e:
+        raise InferError(f"{path}: {e}") from None
+    differ = recipe.differences(CutRecipe.of(pipe))
+    if differ:
+        listed = "; ".join(
+            f"{k} {a!r} recorded, {b!r} in the pipeline" for k, (a, b) in differ.items()
+        )
+        raise InferError(
+            f"{path}: the model's patches were cut with other settings than the pipeline's: "
+            f"{listed}. Infer with the pipeline the workspace was patched with, or patch, train "
+            "and report again with this one"
+        )
+    return recipe
+
+
 def infer(
     acquisitions: list[Path], run_dir: Path, thresholds_path: Path, pipe: Pipeline, out_dir: Path
 ) -> InferSummary:
     th = load_thresholds(thresholds_path, pipe)
+    recipe = thresholds_recipe(th, thresholds_path, pipe)
     serve = load_scorer(run_dir)
-    model_p = json.loads((Path(run_dir) / "export" / "model.json").read_text())["patch_size"]
-    if model_p != pipe.patch.size:
+    model = json.loads((Path(run_dir) / "export" / "model.json").read_text())
+    if model["patch_size"] != pipe.patch.size:
         raise InferError(
-            f"{run_dir}: the model takes {model_p} px patches, the pipeline cuts "
+            f"{run_dir}: the model takes {model['patch_size']} px patches, the pipeline cuts "
             f"{pipe.patch.size} px"
+        )
+    if model.get("cut") not in (None, th["cut"]):  # None: exported before it was recorded
+        raise InferError(
+            f"{run_dir}: the model was trained on patches cut otherwise than those "
+            f"{thresholds_path} was fitted on (their `cut` recipes differ); use this model's report"
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,9 +172,10 @@ def infer(
     for folder in image_files(acquisitions) if images else run_folders(acquisitions):
         t0 = time.perf_counter()
         if images:
-            scored, boxes, patches, meta = _cut_image(folder, pipe, th)
+            scored, boxes, patches, meta = cut_image(folder, recipe, th)
         else:
-            scored, boxes, patches, meta = _cut(folder, pipe, _test_images(pipe, th))
+            test = _test_images(pipe, th)
+            scored, boxes, patches, meta = cut_run(folder, recipe, pipe.acquisition.frames, test)
         out = serve(patches)
         scores = out["score"]  # (I * V * R,), image-major as cut
         ms = (time.perf_counter() - t0) * 1e3
@@ -229,14 +269,14 @@ def _test_images(pipe: Pipeline, th: dict) -> list[tuple[str, int]]:
     return acq.test_images()
 
 
-def _cut(folder: Path, pipe: Pipeline, test: list[tuple[str, int]]):
-    """Decode one run folder; (test images (I, H, W), boxes (V, R, 4), patches, meta)."""
+def cut_run(folder: Path, recipe: CutRecipe, n: int, test: list[tuple[str, int]]):
+    """Decode one run folder of `n` frames and cut its `test` images (kind, frame) as `recipe`
+    says: (test images (I, H, W), boxes (V, R, 4), patches (I * V * R, P, P) uint8, meta)."""
     files = {}
     for p in folder.iterdir():
         m = FRAME_RE.match(p.name)
         if m:
             files[int(m.group(1))] = p
-    n = pipe.acquisition.frames
     if sorted(files) != list(range(n)):
         raise InferError(f"{folder}: expected frames 0..{n - 1}, found {len(files)} frame files")
     try:
@@ -246,18 +286,13 @@ def _cut(folder: Path, pipe: Pipeline, test: list[tuple[str, int]]):
         stack = np.stack([decode(files[i], d, header) for i, d in enumerate(data)])
     except FrameError as e:
         raise InferError(str(e)) from None
-    geo = scale_layout(pipe.layout, header.height, header.width)
-    p = pipe.patch
+    geo = recipe.geometry(header.height, header.width)
     # Each rank image once: registration reads rank_max, the test images may need it too.
     kinds = sorted({"rank_max", *(k for k, _ in test if k != "frame")})
     ranked = dict(zip(kinds, rank_images(stack, [kind_rank(k, n) for k in kinds]), strict=True))
-    reg = register(ranked["rank_max"], geo, p.rotation)
+    reg = locate(ranked["rank_max"], geo, recipe)
     images = np.stack([stack[f] if k == "frame" else ranked[k] for k, f in test])
-    flat = reg.boxes.reshape(-1, 4)
-    warp = reg.warp(p.subpixel)
-    patches = np.concatenate(
-        [cut_patches(img, flat, p.size, p.resize, p.input_bits, **warp) for img in images]
-    )
+    patches = cut(images, Windows.of(reg), recipe)
     # sha256 as in acquisitions.parquet: the same run folder ingested shows the same digest.
     sha = provenance.frames_sha256(hashlib.sha256(d).digest() for d in data)
     meta = {
@@ -270,11 +305,11 @@ def _cut(folder: Path, pipe: Pipeline, test: list[tuple[str, int]]):
     return images, reg.boxes, patches, meta
 
 
-def _cut_image(path: Path, pipe: Pipeline, th: dict):
-    """As `_cut`, for one image: (image (1, H, W), boxes (V, R, 4), patches, meta)."""
+def cut_image(path: Path, recipe: CutRecipe, th: dict):
+    """As `cut_run`, for one image: (image (1, H, W), boxes (V, R, 4), patches, meta)."""
     try:
         img = read_image(path)  # (H, W) grayscale
-        boxes = tiling_of(pipe.layout, *img.shape, f" ({path})").boxes(*img.shape)
+        boxes = recipe.tiling(*img.shape, f" ({path})").boxes(*img.shape)
     except (FrameError, TilingError) as e:
         raise InferError(str(e)) from None
     if boxes.shape[:2] != (th["vials"], len(th["regions"])):
@@ -283,8 +318,7 @@ def _cut_image(path: Path, pipe: Pipeline, th: dict):
             f"tiles, the thresholds are for {th['vials']} x {len(th['regions'])} (images of "
             "another size): resize it to the size the model was validated on"
         )
-    p = pipe.patch
-    patches = cut_patches(img, boxes.reshape(-1, 4), p.size, p.resize, p.input_bits)
+    patches = cut([img], Windows(boxes.reshape(-1, 4)), recipe)
     sha = provenance.frames_sha256([hashlib.sha256(path.read_bytes()).digest()])
     return (
         img[None],

@@ -36,11 +36,15 @@ from bfsdata.sources.strip_folders import Acquisition, Problem, scan_raw
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
 from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace.default_pipeline import remember_pipeline
 from bfsdata.workspace.faults import crash_point
 from bfsdata.workspace.parallel import default_workers, run_tasks
-from bfsdata.workspace.writes import Committer, record_rejections
+from bfsdata.workspace.session import session
+from bfsdata.workspace.writes import Committer, record_rejections, write_annotations
 
 log = logging.getLogger(__name__)
+
+RAW_FORMATS = ("strips", "images")
 
 
 class IngestError(ValueError):
@@ -64,6 +68,7 @@ class IngestError(ValueError):
 
 @dataclass(frozen=True)
 class IngestSummary:
+    raw: Path
     workspace: Path
     found: int  # acquisitions in the raw folder
     already: int  # of those, already in the workspace before this run
@@ -91,13 +96,41 @@ def ingest(
     pipe: Pipeline,
     *,
     skip_bad: bool = False,
-    workers: int | None = None,
-    scheduler: str | None = None,
     raw_format: str = "strips",
+    workers: int | None = None,
+    processes: int | None = None,
+    scheduler: str | None = None,
+    store: str | None = None,
 ) -> IngestSummary:
-    """raw_format: `strips` (DESIGN.md section 1) or `images` (an image folder, bfsdata.folder)."""
+    """Ingest `raw_dir` into `workspace`, holding its lock (bfsdata.workspace.session).
+
+    raw_format: `strips` (docs/design.md, Raw input) or `images` (an image folder,
+    sources.image_folders).
+    workers: threads of this process; processes: a local cluster of that many worker processes
+    instead; scheduler: an existing dask.distributed cluster's address; store: a folder or URL
+    to keep the store and manifests in (recorded in the workspace). The first pipeline that
+    succeeds becomes the workspace's own (pipeline.yaml).
+    """
+    if raw_format not in RAW_FORMATS:
+        raise ValueError(f"--format {raw_format!r}: expected {' or '.join(RAW_FORMATS)}")
+    opts = {"store": store, "processes": processes, "scheduler": scheduler}
+    with session(workspace, "ingest", **opts) as address:
+        ws = Path(workspace)
+        summary = _ingest(Path(raw_dir), ws, pipe, skip_bad, workers, address, raw_format)
+        remember_pipeline(ws, pipe)
+    return summary
+
+
+def _ingest(
+    raw_dir: Path,
+    ws: Path,
+    pipe: Pipeline,
+    skip_bad: bool,
+    workers: int | None,
+    scheduler: str | None,
+    raw_format: str,
+) -> IngestSummary:
     t0 = time.perf_counter()
-    ws = Path(workspace)
     store.check_reachable(ws, scheduler)
     images = raw_format == "images"
     if images:
@@ -120,7 +153,7 @@ def ingest(
     todo = [a for a in todo if (a.strip, a.run) not in bad_runs and a.strip not in bad_strips]
     record_rejections(ws, problems)
     rec = _record(pipe, Path(raw_dir))
-    _write_annotations(ws, scan.annotations, rec)
+    write_annotations(ws, scan.annotations, rec)
 
     failures: list[Problem] = []
     new_rows: list[dict] = []
@@ -132,6 +165,7 @@ def ingest(
     if images:
         folder.write_test_kit(ws, scan)
     summary = IngestSummary(
+        raw=raw_dir,
         workspace=ws,
         found=len(scan.acquisitions),
         already=already,
@@ -252,8 +286,8 @@ def _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler, r
 
 def default_threads() -> int:
     """One thread more than cores: a task waiting on its shard write (the disk, not the CPU,
-    with O_DIRECT) leaves a core to the next decode (benchmarks/ingest.py, 6 strips, 2 cores:
-    84-91% of the decode limit with 3 threads, 76-82% with 2)."""
+    with O_DIRECT) leaves a core to the next decode (benchmarks/ingest.py --workers 2 / 3:
+    docs/performance.md, Ingest and codecs)."""
     return default_workers() + 1
 
 
@@ -261,8 +295,8 @@ def _ingest_one(task: _Task) -> dict | Problem:
     """Decode one acquisition, compute its rank images, write its shards. Runs on a worker."""
     acq, hdr = task.acq, task.header
     stack = np.empty((len(acq.frames), hdr.height, hdr.width), dtype=hdr.dtype)  # (F, H, W)
-    # Hashing the bytes read for decoding costs 0.4 ms per 0.59 MB 1024x1280 PNG here (about
-    # 1.5 GB/s), against 14 ms to decode it: the input digest is nearly free.
+    # Hashing the bytes already read for decoding costs a small fraction of decoding them, so
+    # the input digest is nearly free (docs/performance.md, Ingest and codecs).
     digests: list[bytes] = []  # sha256 per frame file, in frame order
     n_bytes = 0
     try:
@@ -323,26 +357,3 @@ def _record(pipe: Pipeline, raw_dir: Path) -> dict:
     labels = raw_dir / "labels.csv"
     inputs = {str(labels.resolve()): provenance.file_sha256(labels)} if labels.is_file() else {}
     return provenance.record(pipe, "ingest", inputs)
-
-
-def _write_annotations(ws: Path, ann: pd.DataFrame, rec: dict) -> None:
-    if ann.empty:
-        return
-    old = manifest.read(ws, manifest.ANNOTATIONS)
-    keep = old[~old["strip"].isin(ann["strip"])]
-    mine = old[old["strip"].isin(ann["strip"])]
-    if _same_rows(mine, ann):
-        return  # a re-run changes nothing, not even a file's mtime
-    both = pd.concat([keep, ann], ignore_index=True)
-    manifest.write(ws, manifest.ANNOTATIONS, both, sort=("strip",), provenance=rec)
-
-
-def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    if len(a) != len(b):
-        return False
-    cols = ["strip", "label", "defect", "vial", "region"]
-    key = [tuple(map(str, r)) for r in a[cols].itertuples(index=False)]
-    other = [
-        tuple(map(str, r)) for r in b[cols].astype(a[cols].dtypes.to_dict()).itertuples(index=False)
-    ]
-    return sorted(key) == sorted(other)

@@ -16,7 +16,7 @@ import zarr
 from bfsdata.config.pipeline import kind_rank
 from bfsdata.imaging.crop import to_uint8
 from bfsdata.store import location as store
-from bfsdata.workspace import manifest
+from bfsdata.workspace import manifest, paths
 from bfsdata.workspace.writes import png_bytes, write_atomic
 
 REGION_BGR = ((40, 40, 230), (230, 120, 40), (60, 200, 60), (40, 220, 230))  # R0..R3
@@ -50,13 +50,24 @@ def contact_sheet(workspace: Path, acq: int, kind: str = "frame", frame: int = 0
 
 
 def write_contact_sheet(
-    workspace: Path, out: Path, acq: int, kind: str = "frame", frame: int = 0
+    workspace: Path, out: Path | None, acq: int, kind: str = "frame", frame: int = 0
 ) -> Path:
+    """The sheet as a PNG at `out`, by default previews/acq-<acq>-<kind>.png."""
     sheet = contact_sheet(workspace, acq, kind, frame)
-    out = Path(out)
+    out = Path(out) if out is not None else paths.preview_file(workspace, acq, kind)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, png_bytes(sheet, out))
     return out
+
+
+def write_first_preview(workspace: Path) -> Path:
+    """previews/acq-<n>.png: the sheet of the first patch's acquisition and image, something
+    that was cut (`patch --preview`)."""
+    first = manifest.read(Path(workspace), manifest.PATCHES).iloc[0]
+    out = paths.preview_file(workspace, int(first.acq))
+    return write_contact_sheet(
+        workspace, out, acq=int(first.acq), kind=str(first.kind), frame=int(max(first.frame, 0))
+    )
 
 
 def _strip_picture(image: np.ndarray, rows) -> np.ndarray:

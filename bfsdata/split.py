@@ -26,15 +26,13 @@ from typing import Any
 import pandas as pd
 
 from bfsdata.config.pipeline import SplitConfig
-from bfsdata.stats import UNSPLIT, patch_table, strip_table
-from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace import manifest, paths, provenance
+from bfsdata.workspace.counts import UNSPLIT, patch_table, strip_table
 from bfsdata.workspace.writes import write_atomic
 
 log = logging.getLogger(__name__)
 
 KIT = ("calib", "test")
-ARGS_NAME = "splits.json"
-KIT_NAME = "test_kit.txt"  # a workspace's own test kit (image folders: test/), if it has one
 
 
 class SplitError(ValueError):
@@ -59,19 +57,22 @@ def split(
     workspace: Path,
     cfg: SplitConfig,
     *,
-    test_strips: list[str] | None = None,
+    test_strips: list[str] | Path | None = None,
     force: bool = False,
 ) -> SplitSummary:
     """Assign new strips (all of them the first time) and write manifests/splits.parquet.
 
     `test_strips` names the good strips held out for the test kit (defective strips are always
-    in it, named or not); without it the workspace's manifests/test_kit.txt names them (written
-    by an image-folder ingest), else `cfg.test_good` good strips are drawn. `force` redraws every
-    assignment when the arguments differ from those recorded.
+    in it, named or not), or is a file naming them (`read_strip_list`); without it the
+    workspace's manifests/test_kit.txt names them (written by an image-folder ingest), else
+    `cfg.test_good` good strips are drawn. `force` redraws every assignment when the arguments
+    differ from those recorded.
     """
     ws = Path(workspace)
     notes: list[str] = []
-    own_kit = ws / "manifests" / KIT_NAME
+    if isinstance(test_strips, Path):
+        test_strips = read_strip_list(test_strips)
+    own_kit = paths.kit_file(ws)
     if test_strips is None and own_kit.exists():
         test_strips = read_strip_list(own_kit)
         notes.append(f"test kit: the strips named in {own_kit} (the image folder's test/)")
@@ -220,7 +221,7 @@ def _previous(ws: Path, args: dict[str, Any], force: bool) -> pd.DataFrame:
     old = manifest.read(ws, manifest.SPLITS_SCHEMA)
     if old.empty:
         return old
-    path = ws / "manifests" / ARGS_NAME
+    path = paths.split_args_file(ws)
     try:
         recorded = json.loads(path.read_text())["args"] if path.exists() else None
     except (ValueError, KeyError):
@@ -325,7 +326,7 @@ def _calib_count(cfg: SplitConfig, stratum: str, n: int) -> int:
 
 
 def _write_args(ws: Path, args: dict[str, Any]) -> None:
-    path = ws / "manifests" / ARGS_NAME
+    path = paths.split_args_file(ws)
     doc = {"args": args, "written_at": pd.Timestamp.now(tz="UTC").isoformat()}
     path.parent.mkdir(parents=True, exist_ok=True)  # with --store the parquet files are elsewhere
     write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())

@@ -9,6 +9,10 @@ the rank images and all patches of a sample of acquisitions (or of every one) fr
 frames; and orphans, shards the store holds for no manifest row. Each problem is one line:
 what, where, how many.
 
+Patches are recomputed with the cut recipe recorded in the patches manifest's provenance
+(bfsdata.imaging.cut, the one patch and infer cut with), each window placed as its manifest row
+says (box, offset, angle).
+
 A missing chunk reads back as the fill value 0, so a missing shard is found by listing the
 store, and a missing chunk inside a written shard by the recomputation.
 """
@@ -24,9 +28,8 @@ import pandas as pd
 import zarr
 
 from bfsdata.config.pipeline import kind_rank
-from bfsdata.imaging.crop import cut_patches
+from bfsdata.imaging.cut import CutRecipe, RecipeError, Windows, cut
 from bfsdata.imaging.rank import rank_images
-from bfsdata.imaging.registration import window_warp
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
 from bfsdata.workspace import manifest, provenance
@@ -84,20 +87,46 @@ def verify(workspace: Path, *, sample: int | None = 32, seed: int = 0) -> Verify
     chosen = _sample(acqs[~acqs["acq"].isin(bad_acq)], sample, seed)
     usable = patches[~patches["patch"].isin(bad_patch)]
     rows_of = usable.groupby("acq").indices  # acq -> positions: one pass, not one per acq
-    # tensorstore reads (about 4x zarr-python); handles opened now, after every resize.
+    # tensorstore: faster random reads than zarr-python (docs/performance.md, Store reads and
+    # writes); handles opened now, after every resize.
     src = {
         n: store_io.ts_array(store.store_url(ws), n)
         for n in ("frames", "rank", "patches")
         if n in root
     }
-    settings = root["patches"].attrs.get("settings") if "patches" in root else None
+    recipe = _recipe(ws, root, rep) if len(chosen) and len(usable) else None
     ranks = [int(r) for r in root.attrs.get("ranks", [])]
     with progress_bar("verify (acquisitions recomputed)", len(chosen)) as advance:
         for acq in chosen["acq"]:
             mine = usable.iloc[rows_of.get(acq, [])]
-            _recompute(src, settings, ranks, int(acq), mine, rep)
+            _recompute(src, recipe, ranks, int(acq), mine, rep)
             advance(1)
     return rep
+
+
+def _recipe(ws: Path, root: zarr.Group, rep: VerifyReport) -> CutRecipe | None:
+    """The recipe the patches were cut with, or None (and a problem) when none can be used."""
+    where = f"{manifest.PATCHES.name}.parquet"
+    try:
+        recipe = provenance.patch_recipe(ws)
+    except (RecipeError, manifest.ManifestError) as e:
+        rep.problems.append(f"{e}; patches not recomputed")
+        return None
+    if recipe is None:
+        rep.problems.append(
+            f"{where}: no cut recipe recorded (patched by an older bfsdata, or the manifest was "
+            "rewritten); patches not recomputed: run `bfsdata patch` again, which records it "
+            "and cuts nothing"
+        )
+        return None
+    size = root["patches"].shape[1]
+    if recipe.size != size:
+        rep.problems.append(
+            f"{where}: the recorded recipe cuts {recipe.size} px patches, the store holds "
+            f"{size} px ones; patches not recomputed"
+        )
+        return None
+    return recipe
 
 
 def _read(ws: Path, schema: manifest.Schema, rep: VerifyReport) -> pd.DataFrame:
@@ -263,7 +292,7 @@ def _sample(acqs: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 def _recompute(
     src: dict,
-    settings: dict | None,
+    recipe: CutRecipe | None,
     ranks: list[int],
     acq: int,
     mine: pd.DataFrame,
@@ -278,11 +307,10 @@ def _recompute(
         if not np.array_equal(rank_images(frames, ranks), stored):
             rep.problems.append(f"rank: acquisition {acq} differs from its recomputed rank images")
         rep.ranks_recomputed += 1
-    if mine.empty or settings is None:
+    if mine.empty or recipe is None:
         return
     mine = mine.sort_values("patch")
     have = src["patches"][mine["patch"].to_numpy()].read().result()  # (n, P, P)
-    size = have.shape[1]
     differ = []
     for (kind, frame), group in mine.groupby(["kind", "frame"], sort=False):
         rank = kind_rank(kind, len(frames))
@@ -293,13 +321,12 @@ def _recompute(
         else:
             rep.problems.append(f"rank: {kind} patches of acquisition {acq}, but no rank {rank}")
             continue
-        boxes = group[["y0", "x0", "y1", "x1"]].to_numpy()
-        warp = window_warp(
-            group[["dy", "dx"]].to_numpy(), group["angle"].iloc[0], bool(settings.get("subpixel"))
+        windows = Windows(
+            group[["y0", "x0", "y1", "x1"]].to_numpy(),
+            group[["dy", "dx"]].to_numpy(),
+            float(group["angle"].iloc[0]),
         )
-        want = cut_patches(
-            image, boxes, size, settings["resize"], int(settings["input_bits"]), **warp
-        )
+        want = cut([image], windows, recipe)
         same = (want == have[mine.index.get_indexer(group.index)]).all(axis=(1, 2))
         differ.extend(group["patch"][~same].tolist())
     rep.patches_recomputed += len(mine)

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny raw folders in the DESIGN.md layout and a tiny pipeline.
+"""Shared fixtures: tiny raw folders in the raw layout of docs/design.md and a tiny pipeline.
 
 Everything is built in `tmp_path`; no test depends on files outside it. Helpers that tests call
 with arguments are fixtures returning a function (`make_raw`, `snapshot`, `read_run`), so test

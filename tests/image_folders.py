@@ -2,7 +2,7 @@
 
 `write_image_folder` draws a textured 64x64 grayscale product per image; a defective image gets
 a dark blob in its top-left 32 px tile, and its mask marks exactly the blob. Test modules
-import this file (pytest puts tests/ on the path).
+import this file (pyproject's pytest `pythonpath` puts tests/ on the path).
 """
 
 from __future__ import annotations

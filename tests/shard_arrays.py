@@ -1,5 +1,5 @@
 """An empty sharded zarr v3 array of the kind bfsdata writes, for the shard file tests: import
-this file (pytest puts tests/ on the path)."""
+this file (pyproject's pytest `pythonpath` puts tests/ on the path)."""
 
 from __future__ import annotations
 

@@ -4,9 +4,10 @@ Raw strips are drawn where the default layout expects them (a bright strip on a 
 scaled to 128x160 px), then ingested, cut into 32 px patches and split; the pipeline is written
 to `<ws>/pipeline.yaml` so the CLI commands and `load_pipeline` see the same one as the tests.
 
-Test modules import this file (`from workspace_fixtures import ...`; pytest puts tests/ on the
-path). `shared_run` trains one tiny model and writes its report once per pytest process, so
-test_train, test_export and test_infer pay for it once; tests that change it take a copy.
+Test modules import this file (`from workspace_fixtures import ...`; pyproject's pytest
+`pythonpath` puts tests/ on the path). `shared_run` trains one tiny model and writes its report
+once per pytest process, so the train, export and infer tests pay for it once; tests that change
+it take a copy.
 """
 
 from __future__ import annotations
@@ -142,10 +143,10 @@ _TRAIN_SCRIPT = textwrap.dedent(
         import bfsdata.model.export
         bfsdata.model.export.export = lambda generator, out_dir, *a: out_dir / "saved_model"
     from bfsdata.config.files import load_pipeline
-    from bfsdata.train.stage import train, with_overrides
-    pipe = with_overrides(
-        load_pipeline(args["pipeline"]), epochs=args["epochs"], steps=args["steps"]
-    )
+    from bfsdata.config.overrides import with_overrides
+    from bfsdata.train.stage import train
+    steps = {"train.optim.epochs": args["epochs"], "train.optim.steps_per_epoch": args["steps"]}
+    pipe = with_overrides(load_pipeline(args["pipeline"]), steps)
     s = train(args["ws"], pipe, name=args["name"], resume=args["resume"],
               preview=False, devices=args["devices"])
     hist = s.history

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
-# TensorFlow's C++ start-up chatter (CUDA probing, XLA notices) is noise on a terminal; set
-# TF_CPP_MIN_LOG_LEVEL=0 to see it again.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from typing import Annotated
 
 import typer
 
-from bfsdata import __version__
+from bfsdata import __version__, tf_logs
 from bfsdata.cli import demo, ingest, patch, show, split, stats, synth, verify
 from bfsdata.cli import infer as infer_cmd
 from bfsdata.cli import report as report_cmd
@@ -37,12 +31,20 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Debug logging, and TensorFlow's own logs (CUDA probing, oneDNN notices); "
+            f"also {tf_logs.VERBOSE_ENV}=1.",
+        ),
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    setup_logging(verbose)
+    setup_logging(verbose or tf_logs.env_verbose())
 
 
 app.command("synth")(synth.command)

@@ -11,8 +11,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from bfsdata.config.files import load_pipeline
-from bfsdata.config.pipeline import ConfigError, Pipeline
+from bfsdata import tf_logs
+from bfsdata.config.pipeline import ConfigError
 from bfsdata.sources.image_file import FrameError
 from bfsdata.store.location import StoreError
 from bfsdata.workspace.manifest import ManifestError
@@ -75,19 +75,17 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def workspace_pipeline(workspace: Path, name: str | None) -> Pipeline:
-    """The pipeline a command runs with: the named one, else the workspace's, else bfs-5vial."""
-    saved = Path(workspace) / "pipeline.yaml"
-    if name is None:
-        return load_pipeline(saved if saved.exists() else "bfs-5vial")
-    return load_pipeline(name)
-
-
-def remember_pipeline(workspace: Path, pipe: Pipeline) -> None:
-    """After a stage succeeded: the first pipeline used becomes the workspace's default."""
-    saved = Path(workspace) / "pipeline.yaml"
-    if not saved.exists() and Path(workspace).is_dir():
-        saved.write_bytes(Path(pipe.source).read_bytes())
+def comma_list(
+    text: str | None, option: str, cast: Callable[[str], Any] = str, example: str = ""
+) -> tuple[Any, ...] | None:
+    """An option's comma list (`1,16`, `frame,rank_max`) as a tuple; None if not given."""
+    if text is None:
+        return None
+    try:
+        return tuple(cast(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        eg = f", e.g. {example}" if example else ""
+        raise ValueError(f"{option} {text!r}: expected a comma list{eg}") from None
 
 
 def print_block(title: str, rows: list[tuple[str, object]], notes: list[str] = ()) -> None:
@@ -100,6 +98,9 @@ def print_block(title: str, rows: list[tuple[str, object]], notes: list[str] = (
 
 
 def setup_logging(verbose: bool) -> None:
+    """Before any command runs (and imports TensorFlow): bfsdata's INFO lines, or DEBUG and
+    TensorFlow's own with --verbose."""
+    tf_logs.show(verbose)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -5,7 +5,9 @@ from typing import Annotated
 
 import typer
 
-from bfsdata.cli.common import PipelineOpt, WorkspaceOpt, console, handle_errors, workspace_pipeline
+from bfsdata.cli.common import PipelineOpt, WorkspaceOpt, console, handle_errors
+from bfsdata.workspace import paths
+from bfsdata.workspace.default_pipeline import pipeline_for
 
 
 @handle_errors
@@ -25,12 +27,15 @@ def command(
 
     Example: bfsdata infer raw/S0042 -w ws/ --run first
     """
-    pipe = workspace_pipeline(workspace, pipeline)
-    ws = Path(workspace)
-    thresholds = ws / "reports" / (report or run) / "thresholds.json"
+    pipe = pipeline_for(workspace, pipeline)
+    run_dir = paths.run_dir(workspace, run, "--run")
+    if report is None:
+        thresholds = paths.thresholds_file(workspace, run, "--run")
+    else:
+        thresholds = paths.thresholds_file(workspace, report, "--report")
     from bfsdata.infer import infer  # heavy (scipy): see cli/report.py
 
-    s = infer(acquisitions, ws / "runs" / run, thresholds, pipe, out or ws / "infer" / run)
+    s = infer(acquisitions, run_dir, thresholds, pipe, out or paths.infer_dir(workspace, run))
     console.print(f"[bold]infer[/] {len(s.acquisitions)} acquisition(s) -> {s.out_dir}")
     for r in s.acquisitions.itertuples(index=False):
         vials = ", ".join(map(str, r.rejected_vials)) or "-"

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -12,19 +11,14 @@ from bfsdata.cli.common import (
     StoreOpt,
     WorkersOpt,
     WorkspaceOpt,
-    console,
+    comma_list,
     handle_errors,
     print_block,
-    remember_pipeline,
-    workspace_pipeline,
 )
 from bfsdata.config.pipeline import KINDS
 from bfsdata.patch.stage import PatchSummary, patch
-from bfsdata.show import write_contact_sheet
-from bfsdata.store.location import attached
-from bfsdata.workspace import manifest
-from bfsdata.workspace.lock import workspace_lock
-from bfsdata.workspace.parallel import cluster
+from bfsdata.workspace import paths
+from bfsdata.workspace.default_pipeline import pipeline_for
 
 
 @handle_errors
@@ -54,31 +48,16 @@ def command(
 
     Example: bfsdata patch --regions 4 -w ws/
     """
-    pipe = workspace_pipeline(workspace, pipeline)
-    lay = pipe.layout.with_counts(vials, regions)
-    if layout is not None:
-        lay = dataclasses.replace(lay, mode=layout)
-    pc = pipe.patch
-    if frames is not None:
-        pc = dataclasses.replace(pc, frames=frames)
-    if kinds is not None:
-        pc = dataclasses.replace(pc, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()))
-    pipe = dataclasses.replace(pipe, layout=lay, patch=pc)
-    with workspace_lock(workspace, "patch"):
-        with attached(workspace, store), cluster(workers, scheduler) as address:
-            s = patch(workspace, pipe, skip_bad=skip_bad, scheduler=address)
-        remember_pipeline(workspace, pipe)
-    print_summary(s)
-    if preview:
-        first = manifest.read(Path(workspace), manifest.PATCHES).iloc[0]  # something that was cut
-        out = write_contact_sheet(
-            workspace,
-            Path(workspace) / "previews" / f"acq-{first.acq}.png",
-            acq=int(first.acq),
-            kind=str(first.kind),
-            frame=int(max(first.frame, 0)),
-        )
-        console.print(f"  preview               {out}")
+    given = {
+        "layout.vials": vials,
+        "layout.regions": regions,
+        "layout.mode": layout,
+        "patch.frames": frames,
+        "patch.kinds": comma_list(kinds, "--kinds"),
+    }
+    pipe = pipeline_for(workspace, pipeline, given)
+    opts = {"processes": workers, "scheduler": scheduler, "store": store}
+    print_summary(patch(workspace, pipe, skip_bad=skip_bad, preview=preview, **opts))
 
 
 def print_summary(s: PatchSummary) -> None:
@@ -88,11 +67,13 @@ def print_summary(s: PatchSummary) -> None:
         ("patched now", f"{s.patched} x {s.per_acquisition} = {s.patches} patches"),
     ]
     if s.rejected:
-        rows.append(("refused", f"{s.rejected} (see manifests/rejected.parquet)"))
+        rows.append(("refused", f"{s.rejected} (see {paths.manifest_key(paths.REJECTED)})"))
     rows += [
         ("patches in workspace", s.total),
         ("time", f"{s.seconds:.1f} s ({rate:.0f} patches/s)"),
     ]
     idle = s.patched == 0 and not s.rejected
     notes = ["nothing to do: every acquisition is already patched"] if idle else []
+    if s.preview is not None:
+        rows.append(("preview", s.preview))
     print_block(f"patch {s.workspace}", rows, notes)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,10 +13,8 @@ from bfsdata.cli.common import (
     WorkspaceOpt,
     console,
     handle_errors,
-    workspace_pipeline,
 )
-from bfsdata.store.location import attached
-from bfsdata.workspace.parallel import cluster
+from bfsdata.workspace.default_pipeline import pipeline_for
 
 if TYPE_CHECKING:
     from bfsdata.report.write import ReportSummary
@@ -46,18 +43,13 @@ def command(
 
     Example: bfsdata report -w ws/ --run first --policy accuracy --manual knapp_manual.csv
     """
-    pipe = workspace_pipeline(workspace, pipeline)
-    cfg = pipe.report if policy is None else dataclasses.replace(pipe.report, policy=policy)
+    pipe = pipeline_for(workspace, pipeline, {"report.policy": policy})
     # Here, not at the top: evaluate pulls in matplotlib and scipy (1.4 s), which every other
     # command would pay at start-up through the CLI's imports.
-    from bfsdata.report import read_manual, report
+    from bfsdata.report import report
 
-    manual_df = read_manual(manual) if manual else None
-    with attached(workspace, store), cluster(workers, scheduler) as address:
-        s = report(
-            workspace, pipe, run=run, name=name, cfg=cfg, manual=manual_df, scheduler=address
-        )
-    print_summary(s)
+    opts = {"processes": workers, "scheduler": scheduler, "store": store}
+    print_summary(report(workspace, pipe, run=run, name=name, manual=manual, **opts))
 
 
 def print_summary(s: ReportSummary) -> None:

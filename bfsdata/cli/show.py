@@ -23,6 +23,5 @@ def command(
 
     Example: bfsdata show -w ws/ --acq 3 --kind rank_max
     """
-    target = out or Path(workspace) / "previews" / f"acq-{acq}-{kind}.png"
-    path = write_contact_sheet(workspace, target, acq=acq, kind=kind, frame=frame)
+    path = write_contact_sheet(workspace, out, acq=acq, kind=kind, frame=frame)
     console.print(f"contact sheet: {path}")

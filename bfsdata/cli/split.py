@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +11,9 @@ from bfsdata.cli.common import (
     WorkspaceOpt,
     console,
     handle_errors,
-    workspace_pipeline,
 )
-from bfsdata.split import SplitSummary, read_strip_list, split
+from bfsdata.split import SplitSummary, split
+from bfsdata.workspace.default_pipeline import pipeline_for
 
 
 @handle_errors
@@ -44,11 +43,9 @@ def command(
 
     Example: bfsdata split -w ws/ --val 0.1 --test-good 10 --calib 0.5
     """
-    pipe = workspace_pipeline(workspace, pipeline)
     given = {"val": val, "calib": calib, "test_good": test_good, "seed": seed}
-    cfg = dataclasses.replace(pipe.split, **{k: v for k, v in given.items() if v is not None})
-    names = read_strip_list(test_strips) if test_strips is not None else None
-    print_summary(split(workspace, cfg, test_strips=names, force=force))
+    pipe = pipeline_for(workspace, pipeline, {f"split.{k}": v for k, v in given.items()})
+    print_summary(split(workspace, pipe.split, test_strips=test_strips, force=force))
 
 
 def print_summary(s: SplitSummary) -> None:

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from bfsdata.cli.common import WorkspaceOpt, console, handle_errors, human_bytes
-from bfsdata.stats import Stats, in_split_order, stats
+from bfsdata.stats import Stats, stats
+from bfsdata.workspace.counts import in_split_order
 
 
 @handle_errors

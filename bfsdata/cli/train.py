@@ -8,11 +8,12 @@ import typer
 from bfsdata.cli.common import (
     PipelineOpt,
     WorkspaceOpt,
+    comma_list,
     handle_errors,
     print_block,
-    workspace_pipeline,
 )
-from bfsdata.train.stage import TrainSummary, train, with_overrides
+from bfsdata.train.stage import TrainSummary, train
+from bfsdata.workspace.default_pipeline import pipeline_for
 
 
 @handle_errors
@@ -39,9 +40,13 @@ def command(
 
     Example: bfsdata train -w ws/ --name first --epochs 10
     """
-    pipe = workspace_pipeline(workspace, pipeline)
-    kind_list = tuple(k.strip() for k in kinds.split(",")) if kinds else None
-    pipe = with_overrides(pipe, epochs=epochs, steps=steps, kinds=kind_list, batch=batch)
+    given = {
+        "train.optim.epochs": epochs,
+        "train.optim.steps_per_epoch": steps,
+        "train.optim.batch": batch,
+        "train.kinds": comma_list(kinds, "--kinds"),
+    }
+    pipe = pipeline_for(workspace, pipeline, given)
     print_summary(train(workspace, pipe, name=name, resume=resume, preview=preview))
 
 

@@ -116,14 +116,16 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         )
     kwargs = {}
     for key, value in data.items():
-        kwargs[key] = _coerce(hints[key], value, f"{where}{key}")
+        kwargs[key] = coerce(hints[key], value, f"{where}{key}")
     try:
         return cls(**kwargs)
     except ConfigError as e:
         raise ConfigError(str(e)) from None
 
 
-def _coerce(hint: Any, value: Any, key: str) -> Any:
+def coerce(hint: Any, value: Any, key: str) -> Any:
+    """`value` as the type `hint` of pipeline key `key` takes it (YAML lists become tuples);
+    ConfigError naming the key if it does not fit. Also checks command-line overrides."""
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: must be a mapping, got {type(value).__name__}")
@@ -137,7 +139,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if inner is None and len(args) != len(value):
             raise ConfigError(f"{key}: must have {len(args)} items, got {len(value)}")
         return tuple(
-            _coerce(inner if inner is not None else args[i], v, key) for i, v in enumerate(value)
+            coerce(inner if inner is not None else args[i], v, key) for i, v in enumerate(value)
         )
     if origin in (typing.Union, types.UnionType):
         return value

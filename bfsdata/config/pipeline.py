@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bfsdata.config.errors import ConfigError
 from bfsdata.config.errors import check as _check
+from bfsdata.config.policy import parse_policy
 from bfsdata.config.training import AugmentConfig, LossConfig, ModelConfig, OptimConfig
 
 KINDS = ("frame", "rank_min", "rank_max")
@@ -230,8 +231,6 @@ class ReportConfig:
     batch: int = 60  # patches per inference batch: one acquisition (3 frames x 5 x 4)
 
     def __post_init__(self) -> None:
-        from bfsdata.judging.thresholds import parse_policy  # numeric kernels; imported on use
-
         try:
             parse_policy(self.policy)
         except ValueError as e:

@@ -111,7 +111,7 @@ class OptimConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the train split
     checkpoint_every: int = 0  # steps between checkpoints (and log rows); 0 = once per epoch
     val_patches: int = 2048  # val patches scored after each epoch: a fixed, seeded sample
-    jit_compile: bool = True  # XLA: 1.2-3x faster steps on 2 CPU cores, after a compile
+    jit_compile: bool = True  # XLA: faster steps after a compile (docs/performance.md, Training)
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.optim.lr", "must be > 0")

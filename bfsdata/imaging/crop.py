@@ -6,19 +6,20 @@ with no resampling at all.
 
 Sub-pixel shift and rotation: boxes are whole pixels, registration is not. `shift` = (fy, fx),
 the window offset's remainder in [-0.5, 0.5] (one pair for all boxes, or one per box), moves a
-window by that fraction, and `angle` turns it about its centre with the strip (layout.py), so a
-region's crop lands on the same point of the product in every run (measured at 1/4 scale:
-half-pixel jumps of the strip's edges were the largest good-patch 1 - SSIM in R0, R1 and R3).
+window by that fraction, and `angle` turns it about its centre with the strip (registration.py),
+so a region's crop lands on the same point of the product in every run (measured at 1/4 scale:
+half-pixel jumps of the strip's edges were the largest good-patch 1 - SSIM in R0, R1 and R3;
+docs/performance.md, Registration and crops).
 Then an enlarged or native window is sampled by one bilinear warp on the same pixel-centre grid
 as INTER_LINEAR resizing; a shrunk one is warped bilinearly at its own size, then INTER_AREA
 resized. Bilinear weights are the same for a frame and its rank images, so
 rank_min <= frame <= rank_max survives (to rounding).
 
-Cost, 240 -> 256 px: the warp takes 115 us in float32 (163 in 8 bits, OpenCV 5) where a resize
-takes 50-70, turning included; `patch.subpixel: false` for the whole-pixel cut. Shifting the
-image once and then resizing is as cheap as the whole-pixel cut, but its second interpolation
-blurs: on the demo (1/4 scale, 1-3 px defects) strip-wise accuracy was 0.54 against 0.74 (one
-run each), so one interpolation per window it is. The warped window is rounded once, at the end.
+Cost: the warp, turning included, costs more than a plain resize; `patch.subpixel: false` for
+the whole-pixel cut. Shifting the image once and then resizing is as cheap as the whole-pixel
+cut, but its second interpolation blurs small defects away and cost demo accuracy, so one
+interpolation per window it is (docs/performance.md, Patch and Accuracy on the demo). The
+warped window is rounded once, at the end.
 
 16-bit input becomes 8-bit once, after resizing, by one fixed rule:
     u8 = round(v * 255 / (2**bits - 1)), clipped to 255,
@@ -94,8 +95,8 @@ def _warped(
     """The box moved by (fy, fx) and turned by `angle` about its centre, float32: (size, size)
     when it is enlarged or native, else its own size (then INTER_AREA resized by the caller).
 
-    Only the window's footprint is converted to float: OpenCV 5 warps float32 faster than 8-bit
-    (115 against 163 us per 256 px window here), more than paying for the conversion."""
+    Only the window's footprint is converted to float: OpenCV 5 warps float32 faster than 8-bit,
+    more than paying for the conversion (docs/performance.md, Patch)."""
     m, dsize, (ya, yb, xa, xb) = _window(box, size, fy, fx, angle, image.shape[:2])
     return cv2.warpAffine(
         image[ya:yb, xa:xb].astype(np.float32),

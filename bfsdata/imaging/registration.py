@@ -7,10 +7,11 @@ shifted by the offset. The same boxes then serve all frames and rank images of t
 
 Rotation: a re-grip also tilts the strip a little. At 0.3 degrees the outer vials of a 1,200 px
 strip move up or down by 3 px against the centre, and on the demo data the good-strip 1 - SSIM of
-R0, R1 and R3 followed |angle| (correlation 0.82-0.90): the tilt was the largest normal
-variation left. So registration also measures the tilt, from the top (cut) edge of the flag in
-two column slabs per vial (a robust line fit: the median of the pairwise slopes, so a flag-cut
-notch in one slab does not tilt the answer), and every window follows its own centre:
+R0, R1 and R3 followed |angle| closely (docs/performance.md, Registration and crops): the tilt
+was the largest normal variation left. So registration also measures the tilt, from the top
+(cut) edge of the flag in two column slabs per vial (a robust line fit: the median of the
+pairwise slopes, so a flag-cut notch in one slab does not tilt the answer), and every window
+follows its own centre:
 
     image point = R(angle) (p - c) + c + (dx, dy)     for a nominal point p,
 
@@ -19,7 +20,7 @@ on screen for angle > 0). A window's offset is that displacement of its centre; 
 nominal box moved by the rounded offset, and the crop (`crop.cut_patches`) samples the remainder
 and the rotation about the window centre.
 
-Limits of registration (documented in the README): the background must be clearly darker (or,
+Limits of registration (documented in docs/patching.md): the background must be clearly darker (or,
 with `background: bright`, brighter) than the plastic over the strip's rows and columns, and
 above the strip's top edge; all vials must be in view; a strip that is wider or narrower than
 the layout by more than `max_size_error`, or shifted (rotation included, at any window) by more
@@ -249,9 +250,10 @@ def _step(profile: np.ndarray, k: int = 2) -> float | None:
 
     Area, not a level crossing: over 2k samples around the crossing, the share of each sample
     still at the level before the step, summed. That moves exactly with the step under linear
-    resampling, where a crossing interpolated on a sharp edge is off by up to 0.2 px depending
-    on where the edge falls between samples (measured: 0.3 degrees read as 0.2). A step closer
-    than 2k samples to the profile's start (tiny images) falls back to the crossing.
+    resampling, where a crossing interpolated on a sharp edge is off by a fraction of a pixel
+    depending on where the edge falls between samples, enough to misread the tilt
+    (docs/performance.md, Registration and crops). A step closer than 2k samples to the
+    profile's start (tiny images) falls back to the crossing.
     """
     lo, hi = _levels(profile)
     if hi - lo < 10:
@@ -271,9 +273,9 @@ def _step(profile: np.ndarray, k: int = 2) -> float | None:
 
 def _levels(profile: np.ndarray) -> tuple[float, float]:
     """Background and product levels of a profile: its 5th and 95th percentiles, interpolated
-    linearly as np.percentile does, from one sort. np.percentile's general path costs ~150 us
-    a call on these few hundred samples; a registration makes a dozen, holding the GIL that the
-    other task thread then waits for (registration 3.5-4.0 -> 1.4-2.2 ms per acquisition)."""
+    linearly as np.percentile does, from one sort. np.percentile's general path is slow on
+    these few hundred samples, and a registration makes a dozen calls holding the GIL that the
+    other task thread then waits for (docs/performance.md, Patch)."""
     s = np.sort(profile).tolist()
 
     def at(q: float) -> float:

@@ -1,7 +1,7 @@
 """Rates with exact confidence intervals, AUROC and the ROC curve: pure functions on arrays.
 
-Vocabulary (DESIGN.md section 5). An item is *rejected* when its score is strictly greater than
-its threshold. `is_defect` True is a defective product (the paper's "negative"), False a good
+Vocabulary: docs/design.md. An item is *rejected* when its score is strictly greater than its
+threshold. `is_defect` True is a defective product (the paper's "negative"), False a good
 one (the paper's "positive"). Both vocabularies are reported:
 
 - paper "true positive ratio" = `good_accepted_ratio` = good accepted / good
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 # scipy.special, not scipy.stats: every command loads its pipeline, which validates the threshold
-# policy through this module, and scipy.stats costs 0.6 s to import (a quarter of a small ingest).
+# policy through this module, and scipy.stats is slow to import (docs/performance.md, Start-up).
 from scipy.special import betaincinv
 
 Rate = dict[str, float]  # {"value", "lo", "hi"}

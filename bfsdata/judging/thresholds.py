@@ -31,48 +31,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bfsdata.config.policy import Policy, parse_policy
 from bfsdata.judging.decisions import Decide, threshold_vector
 from bfsdata.judging.metrics import as_bool
 
 log = logging.getLogger(__name__)
 
 Key = tuple[Any, ...]  # lexicographic objective, higher is better
-
-
-@dataclass(frozen=True)
-class Policy:
-    kind: Literal["accuracy", "balanced", "frr", "escape"]
-    limit: float | None = None  # frr / escape: the rate allowed, in [0, 1]
-
-    def __str__(self) -> str:
-        return self.kind if self.limit is None else f"{self.kind}:{self.limit:g}"
-
-
-def parse_policy(policy: str | Policy) -> Policy:
-    """'accuracy', 'balanced', 'frr:X' or 'escape:X' with X in [0, 1]."""
-    if isinstance(policy, Policy):
-        return policy
-    usage = "expected 'accuracy', 'balanced', 'frr:X' or 'escape:X' with X in [0, 1]"
-    kind, sep, arg = str(policy).strip().partition(":")
-    if kind in ("accuracy", "balanced"):
-        if sep:
-            raise ValueError(f"policy {policy!r} takes no ':' argument; {usage}")
-        return Policy(kind)
-    if kind not in ("frr", "escape"):
-        raise ValueError(f"unknown threshold policy {policy!r}; {usage}")
-    try:
-        limit = float(arg)
-    except ValueError:
-        raise ValueError(f"policy {policy!r}: {arg!r} is not a number; {usage}") from None
-    if not 0.0 <= limit <= 1.0:
-        raise ValueError(f"policy {policy!r}: rate {limit} is outside [0, 1]; {usage}")
-    return Policy(kind, limit)
 
 
 def policy_keys(

@@ -1,4 +1,4 @@
-"""Training callbacks: checkpoints, preview grids, throughput."""
+"""Training callbacks: checkpoints, preview grids, throughput, progress."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from bfsdata.model import checkpoint
+from bfsdata.workspace.parallel import progress_bar
 from bfsdata.workspace.writes import png_bytes, write_atomic
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,46 @@ class Throughput(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if logs is not None:
             logs["patches_per_s"] = self.steps * self.batch / (time.perf_counter() - self.t0)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A step bar within each epoch on a terminal (the shared `progress_bar`), and one log line
+    per epoch with its losses: the only lines in a log file, where a bar would be noise.
+
+    Put it after `Throughput`, whose patches/s it reports from the same logs. `close()` takes
+    the bar down when `fit` raises, since Keras then skips `on_train_end`.
+    """
+
+    def __init__(self, epochs: int, steps_per_epoch: int) -> None:
+        super().__init__()
+        self.epochs, self.spe = epochs, steps_per_epoch
+        self._bar: progress_bar | None = None
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.close()
+        self._bar = progress_bar(f"epoch {epoch + 1}/{self.epochs}", self.spe, log_lines=False)
+        self._advance = self._bar.__enter__()
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if self._bar is not None:
+            self._advance(1)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.close()
+        seconds = time.perf_counter() - self.t0
+        values = ", ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items())
+        log.info(
+            "epoch %d/%d (%d steps, %.1f s): %s", epoch + 1, self.epochs, self.spe, seconds, values
+        )
+
+    def on_train_end(self, logs=None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
 
 
 class Preview(keras.callbacks.Callback):

@@ -9,6 +9,9 @@ The SavedModel has two endpoints, both (B, P, P, 1) patches in, a dict out:
        heatmap        (B, P, P, 1) |X - X^| min-max normalised per patch (eqs. 10-11)
 It loads with `tf.saved_model.load(path).serve(x)` in Python and through the TensorFlow C++ API
 (`LoadSavedModel`, signature `serve`), as the paper's machine does.
+model.json: patch_size, score_share and the training provenance (`meta`), which includes `cut`,
+the recipe the training patches were cut with (bfsdata.imaging.cut); infer checks it against
+the recipe of the thresholds it applies.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def _blur_valid(v: Tensor, taps: np.ndarray) -> Tensor:
 
     With H and W known, each pass is one matrix product with a banded (H-k+1, H) matrix of the
     taps: the same sums, but XLA on a CPU runs a training step's blur, forward and backward,
-    20x faster than as a depthwise convolution (4 vs 92 ms for 16 x 64 x 64 x 5).
+    far faster than as a depthwise convolution (docs/performance.md, Training).
     """
     k, (h, w, c) = taps.shape[0], v.shape[1:]
     if h is None or w is None:
@@ -174,8 +174,8 @@ def anomaly_score(x: Tensor, x_hat: Tensor, cfg: LossConfig) -> Tensor:
     With `cfg.score_share` s < 1, the mean of the worst share s of the local 1 - SSIM map
     instead of the whole map. Why: the mean dilutes a defect by the share of the patch it
     covers. On the demo (64 px patches) a wall dent or a 2 px spot moves the mean no more than a
-    good patch's noise, while its worst 1 % stands out (demo strip-wise accuracy over three
-    seeds 0.93, 0.83, 0.92 with the mean; 0.98, 0.97, 0.94 with the worst 1 %; README).
+    good patch's noise, while its worst 1 % stands out (demo strip-wise accuracy with each, over
+    three seeds: docs/performance.md, Accuracy on the demo).
     """
     window, sigma = cfg.ssim_window, cfg.ssim_sigma
     if cfg.score_share >= 1.0:

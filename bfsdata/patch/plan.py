@@ -2,20 +2,21 @@
 
 The plan is the pipeline's patch section checked against the ingested images (the layout fits,
 the selected frames exist, image folders have their masks) and reduced to what a task needs.
-The settings check refuses to add patches cut one way to a store holding patches cut another.
+The cut itself (size, resize, bit depth, sub-pixel windows, rotation, layout) is the pipeline's
+`CutRecipe` (bfsdata.imaging.cut), the same object verify and infer cut with. The settings check
+refuses to add patches cut one way to a store holding patches cut another.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from bfsdata.config.pipeline import IMAGE_LAYOUTS, Pipeline, images_of, kind_rank, parse_frames
-from bfsdata.imaging.registration import Geometry, RegistrationError, scale_layout
+from bfsdata.config.pipeline import Pipeline, images_of, kind_rank, parse_frames
+from bfsdata.imaging.cut import CutRecipe
+from bfsdata.imaging.registration import Geometry, RegistrationError
 from bfsdata.imaging.tiling import Tiling, TilingError, plan_tiling
 from bfsdata.store import location as store
 from bfsdata.workspace import manifest, provenance
@@ -34,14 +35,15 @@ class Plan:
     frames: tuple[int, ...]  # frame indices to cut
     kinds: tuple[str, ...]
     rank_index: dict[str, int]  # kind -> index in the rank array
-    size: int
-    resize: str
-    input_bits: int
+    recipe: CutRecipe  # how every patch is cut (bfsdata.imaging.cut)
     shard: int
     tiling: Tiling | None = None  # image folders: a grid or the whole image, no registration
-    subpixel: bool = False  # strips: crops follow the offset's sub-pixel remainder
-    rotation: bool = False  # strips: windows follow the strip's measured tilt
     dtype: str = "uint8"  # of the ingested frames
+
+    @property
+    def size(self) -> int:
+        """P of the (P, P) patches."""
+        return self.recipe.size
 
     @property
     def cells(self) -> tuple[int, int]:
@@ -61,11 +63,12 @@ class Plan:
 
 
 def make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
-    if pipe.layout.mode in IMAGE_LAYOUTS:
-        return _image_plan(ws, pipe, root, acqs)
+    recipe = CutRecipe.of(pipe)
+    if recipe.tiles:
+        return _image_plan(ws, pipe, recipe, root, acqs)
     h, w = int(acqs["height"].iloc[0]), int(acqs["width"].iloc[0])
     try:
-        geo = scale_layout(pipe.layout, h, w)
+        geo = recipe.geometry(h, w)
     except RegistrationError as e:
         raise PatchError(str(e)) from None
     ranks = [int(r) for r in root.attrs.get("ranks", [])]
@@ -87,17 +90,13 @@ def make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
         frames=parse_frames(pipe.patch.frames, n_frames),
         kinds=pipe.patch.kinds,
         rank_index=rank_index,
-        size=pipe.patch.size,
-        resize=pipe.patch.resize,
-        input_bits=pipe.patch.input_bits,
+        recipe=recipe,
         shard=pipe.store.patch_shard,
-        subpixel=pipe.patch.subpixel,
-        rotation=pipe.patch.rotation,
         dtype=str(root["frames"].dtype),
     )
 
 
-def _image_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
+def _image_plan(ws: Path, pipe: Pipeline, recipe: CutRecipe, root, acqs: pd.DataFrame) -> Plan:
     """Image folders: boxes from the layout's grid (or the whole image), frames only."""
     if "masks" not in root:
         raise PatchError(
@@ -110,7 +109,7 @@ def _image_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
             "use patch.kinds [frame]"
         )
     try:
-        tiling = plan_tiling(pipe.layout, acqs)
+        tiling = plan_tiling(recipe.layout, acqs)
     except TilingError as e:
         raise PatchError(f"{manifest.path_of(ws, manifest.ACQUISITIONS)}: {e}") from None
     return Plan(
@@ -119,33 +118,29 @@ def _image_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
         frames=parse_frames(pipe.patch.frames, int(acqs["n_frames"].max())),
         kinds=("frame",),
         rank_index={},
-        size=pipe.patch.size,
-        resize=pipe.patch.resize,
-        input_bits=pipe.patch.input_bits,
+        recipe=recipe,
         shard=pipe.store.patch_shard,
         tiling=tiling,
     )
 
 
 def check_settings(arr, plan: Plan, pipe: Pipeline) -> None:
-    """One workspace, one patch definition: refuse to mix patches cut in different ways."""
-    layout = dataclasses.asdict(pipe.layout)
-    if plan.tiling is None:  # strips: recorded as before tiles existed, so old stores match
-        del layout["tile"], layout["stride"]
+    """One workspace, one patch definition: refuse to mix patches cut in different ways.
+
+    The store's `settings` attribute keeps the form it had before the recipe existed (size is
+    the array's shape, subpixel and rotation appear only when on), so older stores still
+    match; its values are the plan's recipe and selection."""
+    recipe = plan.recipe.to_dict()
     settings = {
         "frames": list(plan.frames),
         "kinds": list(plan.kinds),
         "vials": plan.cells[0],
         "regions": plan.cells[1],
-        "layout": json.loads(json.dumps(layout)),
-        "resize": plan.resize,
-        "input_bits": plan.input_bits,
+        "layout": recipe["layout"],  # strips: without tile and stride, as before tiles existed
+        "resize": recipe["resize"],
+        "input_bits": recipe["input_bits"],
     }
-    # Recorded only when on, so workspaces cut before these existed still match.
-    if plan.subpixel:
-        settings["subpixel"] = True
-    if plan.rotation:
-        settings["rotation"] = True
+    settings |= {k: True for k in ("subpixel", "rotation") if recipe[k]}
     old = arr.attrs.get("settings")
     if old == settings:
         return  # a re-run rewrites nothing, not even the array's metadata

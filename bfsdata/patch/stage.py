@@ -1,17 +1,20 @@
 """`bfsdata patch`: cut vials x regions of every frame and rank image into the patch store.
 
-Decide, then act: the driver takes its plan from `patch_plan` (the layout checked against the
-ingested image size, the settings against the store), finds the acquisitions not yet patched, and
-plans tasks of a few acquisitions, each owning a range of whole shards (DESIGN.md section 6: nobody
-else ever writes into them). A task deletes its shards first (debris of a killed run), registers
-each acquisition on its max rank image, cuts the same boxes from every selected frame and rank
-image, and hands the patches to a `store_io.ShardWriter`, which encodes them at once and writes each
-full shard in the background; meanwhile the next acquisition is read into the thread's other
-buffer (`store_io.read_row`). Buffers are reused, so memory stays flat however long the run. The
-manifest is committed from finished tasks only (a task returns once its shards are on disk), so
-it never points at a patch that is not there.
+Decide, then act: the driver takes its plan from `patch.plan` (the layout checked against the
+ingested image size, the settings against the store), finds the acquisitions not yet patched,
+and plans tasks of a few acquisitions, each owning a range of whole shards (docs/design.md, The
+store: nobody else ever writes into them). A task deletes its shards first (debris of a killed
+run), registers each acquisition on its max rank image, cuts the same boxes from every selected
+frame and rank image, and hands the patches to a `store.arrays.ShardWriter`, which encodes them
+at once and writes each full shard in the background; meanwhile the next acquisition is read
+into the thread's other buffer (`store.arrays.read_row`). Buffers are reused, so memory stays
+flat however long the run. The manifest is committed from finished tasks only (a task returns
+once its shards are on disk), so it never points at a patch that is not there.
 Image folders (layout.mode grid or resize) take their boxes from `bfsdata.imaging.tiling`
 instead of a registration, and `defect_here` from their masks.
+Every patch is cut by `bfsdata.imaging.cut.cut` with the plan's `CutRecipe`, as verify and infer
+cut theirs; the recipe is recorded in the patches manifest's provenance (`cut`), from where
+train and report copy it into model.json and thresholds.json.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,17 +35,20 @@ import numpy as np
 import pandas as pd
 
 from bfsdata.config.pipeline import Pipeline
-from bfsdata.imaging.crop import cut_patches
-from bfsdata.imaging.registration import Registration, RegistrationError, register
+from bfsdata.imaging.cut import Windows, cut, locate
+from bfsdata.imaging.registration import Registration, RegistrationError
 from bfsdata.patch.plan import PatchError, Plan, check_settings, make_plan
+from bfsdata.show import write_first_preview
 from bfsdata.sources.image_decode import mask_cells
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
 from bfsdata.store.shard_read import RowRead
-from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace import manifest, paths, provenance
+from bfsdata.workspace.default_pipeline import remember_pipeline
 from bfsdata.workspace.faults import crash_point
 from bfsdata.workspace.parallel import run_tasks
 from bfsdata.workspace.problems import Problem
+from bfsdata.workspace.session import session
 from bfsdata.workspace.writes import Committer, record_rejections
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,7 @@ class PatchSummary:
     rejected: int
     seconds: float
     total: int  # patches in the workspace after this run
+    preview: Path | None = None  # contact sheet of the first acquisition cut, if asked for
 
 
 @dataclass(frozen=True)
@@ -87,11 +95,30 @@ def patch(
     pipe: Pipeline,
     *,
     skip_bad: bool = False,
+    preview: bool = False,
     workers: int | None = None,
+    processes: int | None = None,
     scheduler: str | None = None,
+    store: str | None = None,
+) -> PatchSummary:
+    """Cut every acquisition not patched yet, holding the workspace's lock (workspace.session).
+
+    preview: also write the contact sheet of the first acquisition cut (bfsdata.show).
+    workers, processes, scheduler, store: where tasks run and the store lives, as for `ingest`.
+    """
+    opts = {"store": store, "processes": processes, "scheduler": scheduler}
+    with session(workspace, "patch", **opts) as address:
+        summary = _patch(Path(workspace), pipe, skip_bad, workers, address)
+        remember_pipeline(workspace, pipe)
+    if preview:
+        summary = dataclasses.replace(summary, preview=write_first_preview(workspace))
+    return summary
+
+
+def _patch(
+    ws: Path, pipe: Pipeline, skip_bad: bool, workers: int | None, scheduler: str | None
 ) -> PatchSummary:
     t0 = time.perf_counter()
-    ws = Path(workspace)
     store.check_reachable(ws, scheduler)
     acqs = manifest.read(ws, manifest.ACQUISITIONS)
     if acqs.empty:
@@ -109,7 +136,7 @@ def patch(
     jobs = _jobs(pending, ann)
     read = {"acquisitions": acqs, "annotations": ann}
     inputs = provenance.manifest_digests(ws, manifest.ACQUISITIONS, manifest.ANNOTATIONS, read=read)
-    rec = provenance.record(pipe, "patch", inputs)
+    rec = provenance.record(pipe, "patch", inputs, cut=plan.recipe.to_dict())
     units = _units(
         plan,
         jobs,
@@ -163,7 +190,7 @@ def patch(
         raise PatchError(
             f"{len(problems)} acquisition(s) could not be patched (the other {written[0]} were):\n"
             f"{lines}\nCheck the layout with `bfsdata show`, or pass --skip-bad to record them "
-            "in manifests/rejected.parquet and go on."
+            f"in {paths.manifest_key(paths.REJECTED)} and go on."
         )
     return summary
 
@@ -204,7 +231,8 @@ def _units(plan: Plan, jobs: list[_Job], used: set[int], per_task: int) -> list[
 def _patch_unit(unit: _Unit) -> tuple[pd.DataFrame, list[Problem]]:
     """Cut the unit's acquisitions into its own shards. Runs on a worker."""
     # The tasks are the parallelism; OpenCV's own threads on top of them oversubscribe the
-    # cores (patch benchmark: about 8% fewer patches/s with its default pool).
+    # cores (fewer patches/s with its default pool: benchmarks/patch.py; docs/performance.md,
+    # Patch).
     cv2.setNumThreads(1)
     plan = unit.plan
     root = store.open_store(plan.store)
@@ -300,25 +328,20 @@ def _cut_acquisition(reads: dict, job: _Job, plan: Plan, out: np.ndarray) -> pd.
         job = dataclasses.replace(job, **mask_cells(labels, reg.boxes))
     else:
         rank = reads["rank"]  # (R, H, W)
-        reg = register(rank.entry(plan.rank_index["rank_max"]), plan.geo, plan.rotation)
-    boxes = reg.boxes.reshape(-1, 4)  # (V * R, 4), vial-major
-    warp = reg.warp(plan.subpixel)
+        reg = locate(rank.entry(plan.rank_index["rank_max"]), plan.geo, plan.recipe)
+    windows = Windows.of(reg)
+    boxes = windows.boxes  # (V * R, 4), vial-major
     images = plan.images
     n = len(boxes)
-    for i, (kind, f) in enumerate(images):
-        if kind == "frame":  # waits for this frame only: the next ones are still decoding
-            img = reads["frames"].entry(plan.frames.index(f))
-        else:
-            img = rank.entry(plan.rank_index[kind])
-        cut_patches(
-            img,
-            boxes,
-            plan.size,
-            plan.resize,
-            plan.input_bits,
-            **warp,
-            out=out[i * n : (i + 1) * n],
-        )
+
+    def each() -> Iterator[np.ndarray]:
+        for kind, f in images:
+            if kind == "frame":  # waits for this frame only: the next ones are still decoding
+                yield reads["frames"].entry(plan.frames.index(f))
+            else:
+                yield rank.entry(plan.rank_index[kind])
+
+    cut(each(), windows, plan.recipe, out=out)
 
     n_vials, n_regions = reg.boxes.shape[:2]
     vial = np.tile(np.repeat(np.arange(1, n_vials + 1), n_regions), len(images))

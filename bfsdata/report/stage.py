@@ -2,7 +2,8 @@
 
 Scoring (bfsdata.score) streams the val/calib/test patches through the exported model; the
 report (bfsdata.report) fits thresholds on calib and judges on test. Both live apart so the
-report's tables can be tested on hand-made scores, and this joins them.
+report's tables can be tested on hand-made scores, and this joins them. The cut recipe recorded
+with the patches goes into thresholds.json, so infer cuts as the scored patches were cut.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import pyarrow.parquet as pq
 
 from bfsdata.config.pipeline import IMAGE_LAYOUTS, Pipeline, ReportConfig
 from bfsdata.report.write import ReportSummary, write_report
-from bfsdata.score import reconstruct, score, score_label, scoring_rows
+from bfsdata.score import ScoreError, reconstruct, score, score_label, scoring_rows
 from bfsdata.show import source_image
 from bfsdata.store import location as store
-from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace import manifest, paths, provenance
+from bfsdata.workspace.session import session
 
 
 def report(
@@ -28,17 +30,45 @@ def report(
     run: str = "default",
     name: str | None = None,
     cfg: ReportConfig | None = None,
-    manual: pd.DataFrame | None = None,
+    manual: pd.DataFrame | Path | None = None,
+    processes: int | None = None,
     scheduler: str | None = None,
+    store: str | None = None,
 ) -> ReportSummary:
     """Score runs/<run>'s model and write reports/<name or run>/ (scores, metrics, html).
 
-    scheduler: a dask.distributed scheduler address to score on (None: in this process).
+    manual: the client's manual Knapp results, or the CSV file holding them (`read_manual`).
+    processes: score on a local cluster of that many worker processes; scheduler: on an
+    existing dask.distributed cluster; neither: in this process. store: as for `ingest`.
     """
     ws = Path(workspace)
-    cfg = cfg or pipe.report
-    run_dir = ws / "runs" / run
-    out_dir = ws / "reports" / (name or run)
+    run_dir = paths.run_dir(ws, run, "--run")
+    out_dir = paths.report_dir(ws, name, "--name") if name else paths.report_dir(ws, run, "--run")
+    if isinstance(manual, str | Path):
+        manual = read_manual(Path(manual))
+    # No lock: a report writes its own folder, never the store or the manifests.
+    opts = {"store": store, "processes": processes, "scheduler": scheduler}
+    with session(ws, "report", lock=False, **opts) as address:
+        return _report(ws, pipe, run, run_dir, out_dir, cfg or pipe.report, manual, address)
+
+
+def _report(
+    ws: Path,
+    pipe: Pipeline,
+    run: str,
+    run_dir: Path,
+    out_dir: Path,
+    cfg: ReportConfig,
+    manual: pd.DataFrame | None,
+    scheduler: str | None,
+) -> ReportSummary:
+    recipe = provenance.patch_recipe(ws)
+    if recipe is None:
+        raise ScoreError(
+            f"{ws}: no cut recipe recorded with the patches (patched by an older bfsdata), and "
+            f"infer needs it to cut as they were cut; run `bfsdata patch -w {ws}` again (it "
+            "records the recipe and cuts nothing), then report"
+        )
     rows = scoring_rows(ws, pipe)
     inputs = provenance.manifest_digests(ws, manifest.PATCHES, manifest.SPLITS_SCHEMA)
     inputs |= provenance.model_input(ws, run)
@@ -56,6 +86,7 @@ def report(
         gallery=reconstruct(ws, run_dir),
         strip_image=lambda acq, kind, frame: source_image(root, acq, kind, frame),
         patch_size=pipe.patch.size,
+        cut=recipe.to_dict(),
         item="image" if pipe.layout.mode in IMAGE_LAYOUTS else "strip",
         provenance=rec,
         score_name=score_label(run_dir),

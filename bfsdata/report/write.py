@@ -14,6 +14,8 @@ Files written to `out_dir`, each beside its target then renamed:
     regions         [0, 1, 2, 3]; vials: vials per strip; frames: frame indices scored
     kinds           ["frame"] | ["rank_max"] | ...: which images were scored (infer cuts these)
     patch_size      P of the (P, P) patches, or null when not given
+    cut             the recipe the scored patches were cut with (bfsdata.imaging.cut
+                    CutRecipe.to_dict; infer cuts with it), when given
     patch           {region: t} one threshold per region on patches (Table 1)
     strip           {region: t} per acquisition: reject if any patch score > t[region] (Table 2)
     run             {region: t} per acquisition, then judged over a strip's runs (Table 3)
@@ -53,11 +55,13 @@ import pandas as pd
 
 import bfsdata
 from bfsdata.config.pipeline import KINDS, ReportConfig, image_name
+from bfsdata.config.policy import parse_policy
 from bfsdata.judging.metrics import Rate
-from bfsdata.judging.thresholds import parse_policy
 from bfsdata.report import plots as rp
+from bfsdata.report import sections
 from bfsdata.report import tables as rt
-from bfsdata.report.html import fmt_rate, render
+from bfsdata.report.html import render
+from bfsdata.report.html_blocks import fmt_rate
 from bfsdata.workspace.writes import write_atomic
 
 log = logging.getLogger(__name__)
@@ -129,6 +133,7 @@ def write_report(
     gallery: GalleryFn | None = None,
     strip_image: StripImageFn | None = None,
     patch_size: int | None = None,
+    cut: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
     item: str = "strip",
     score_name: str = "1 - SSIM",
@@ -140,6 +145,7 @@ def write_report(
     gallery: reconstructs store rows for the gallery (None: scores only, no images);
     strip_image: the image a patch was cut from, to place its heatmap on the strip.
     patch_size: P of the store's (N, P, P) patches, recorded for infer.
+    cut: the cut recipe of the scored patches (CutRecipe.to_dict), recorded for infer.
     item: "strip", or "image" for image folders (an acquisition is one image): the wording.
     score_name: what the score is (score.score_label), written to metrics, thresholds and plots.
     provenance: what the scores came from (bfsdata.provenance record: manifests and model
@@ -169,7 +175,7 @@ def write_report(
         {**r, "file": f"heatmaps/{_png_name(r)}" if i in panels else None}
         for i, r in enumerate(rt.records(picks))
     ]
-    metrics = {**about, **tables, "counts": rt.counts(scores), "gallery": gallery_rows}
+    metrics = {**about, **tables, "counts": sections.counts(scores), "gallery": gallery_rows}
     thresholds = {
         "format": 1,
         **{k: about[k] for k in ("policy", "min_agree")},
@@ -178,6 +184,7 @@ def write_report(
         "frames": sorted(int(f) for f in scores["frame"].unique() if f >= 0),
         "kinds": [k for k in KINDS if k in set(scores["kind"])],
         "patch_size": patch_size,
+        **({} if cut is None else {"cut": cut}),
         **tables["thresholds"],
         "rule": f"an {'image' if item == 'image' else 'acquisition'} is rejected if any patch "
         f"score ({score_name}) > its region threshold"
@@ -226,12 +233,12 @@ def _tables(
     run per item the run-wise and Knapp sections are None and `single_run` says why."""
     ev, regions, alpha = kit.test, kit.regions, cfg.alpha
     per_acq = int(ev.groupby(rt.ACQ).size().median())
-    tm = rt.timing_section(timing, per_acq, cfg.slot_ms)
+    tm = sections.timing_section(timing, per_acq, cfg.slot_ms)
     t1 = rt.region_wise(ev, ts["patch"], regions, alpha, tm["ms_per_patch"]["mean"], item)
     t2, t3, acq, strips = rt.strip_wise(ev, ts, regions, alpha, cfg.min_agree)
     t2["ms_per_strip"] = tm["ms_per_strip"]["mean"]
     once = rt.single_run(strips, item)
-    kn = None if once else rt.knapp_section(strips, manual)
+    kn = None if once else sections.knapp_section(strips, manual)
     t3 = None if once else t3
     judged = "test (in-sample)" if kit.in_sample else "test"
     for section in (t for t in (t1, t2, t3, kn) if t is not None):
@@ -241,7 +248,7 @@ def _tables(
         val.pop("run")
     levels = [(rt.LEVEL[item], t2)] + ([] if once else [("run-wise", t3)])
     tables = {
-        "notes": rt.notes(kit, t1, kn, tm, once),
+        "notes": sections.notes(kit, t1, kn, tm, once),
         "thresholds": {k: rt.keyed(v) for k, v in ts.items()},
         "headline": {
             f"{level} {name}": t[key] for level, t in levels for name, key in HEADLINE.items()
@@ -258,7 +265,7 @@ def _tables(
             "strips": rt.records(strips[~strips["correct"]]),
         },
     }
-    return tables, rt.gallery_picks(ev, strips, ts, cfg.gallery)
+    return tables, sections.gallery_picks(ev, strips, ts, cfg.gallery)
 
 
 def _figures(

@@ -6,8 +6,8 @@
       test/<defect>/<name>.png                 defective images, one folder per defect type
       ground_truth/<defect>/<name>_mask.png    mask of test/<defect>/<name>.png (optional)
 
-Every image maps onto the strip contracts (DESIGN.md section 3) with no new manifest: it is one
-acquisition of strip `<train|test>-<folder>-<name>` (unique and stable: it depends only on the
+Every image maps onto the strip contracts (docs/design.md, Manifests) with no new manifest: it is
+one acquisition of strip `<train|test>-<folder>-<name>` (unique and stable: it depends only on the
 image's place in the folder), run 1, one frame, no rank images. The label is the folder's
 (`good`, else `defect`), the defect type the folder name (annotations.parquet). The images of
 `test/` are the test kit of `bfsdata split` (manifests/test_kit.txt), so a benchmark's own
@@ -30,9 +30,8 @@ import pandas as pd
 from bfsdata.config.pipeline import IMAGE_LAYOUTS, LayoutConfig
 from bfsdata.sources.image_file import FrameError, FrameHeader, read_header
 from bfsdata.sources.strip_folders import STRIP_RE, Acquisition, Problem, RawScan, list_folder
-from bfsdata.split import KIT_NAME
 from bfsdata.store import location as store
-from bfsdata.workspace import manifest
+from bfsdata.workspace import manifest, paths
 from bfsdata.workspace.writes import write_atomic
 
 PARTS = ("train", "test", "ground_truth")
@@ -278,7 +277,7 @@ def _check_mask(path: Path, image: FrameHeader) -> None:
 def write_test_kit(ws: Path, scan: RawScan) -> None:
     """manifests/test_kit.txt: the ingested images of test/, the test kit `split` uses."""
     acqs = manifest.read(ws, manifest.ACQUISITIONS)
-    path = Path(ws) / "manifests" / KIT_NAME
+    path = paths.kit_file(ws)
     lines = path.read_text().splitlines() if path.exists() else []
     old = {s.strip() for s in lines if s.strip() and not s.startswith("#")}
     test = {a.strip for a in scan.acquisitions if a.part == "test"}

@@ -1,4 +1,4 @@
-"""Read `labels.csv` of a raw folder (DESIGN.md section 1): strip,label[,defect,vial,region].
+"""Read `labels.csv` of a raw folder (docs/design.md, Raw input): strip,label[,defect,vial,region].
 
 Every broken rule becomes a `Problem` naming the file (and line) and the rule `labels-csv`.
 """

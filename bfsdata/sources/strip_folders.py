@@ -1,4 +1,4 @@
-"""Discover acquisitions in a raw folder and apply their labels (DESIGN.md section 1).
+"""Discover acquisitions in a raw folder and apply their labels (docs/design.md, Raw input).
 
 Only names and headers are looked at here; pixels are decoded once, later, by ingest. Every
 broken rule becomes a `Problem` that names the file and the rule, so ingest can refuse the whole

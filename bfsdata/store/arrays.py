@@ -1,5 +1,5 @@
 """Reading and writing the store's arrays: tensorstore handles, whole shards, and rows read
-or written in the background (DESIGN.md section 6: every writer owns whole shards).
+or written in the background (docs/design.md, The store: every writer owns whole shards).
 
 A folder store goes through tensorstore for reads at random, bfsdata.shard_file for what
 bfsdata writes and bfsdata.shard_read for the frames the patch stage reads; a store at a URL
@@ -28,9 +28,9 @@ from bfsdata.store.location import location, open_store, shard_rows
 def ts_array(store: Path | str, name: str) -> Any:
     """A tensorstore handle on one array of the store, opened once per process.
 
-    zarr-python encodes a shard's 256 inner chunks one by one (about 1,200 patches/s here);
-    tensorstore writes the same zarr v3 bytes from C++ threads (about 4,800 patches/s on 2 cores)
-    and reads 4x faster. Open it inside the task that uses it (never before a fork, and after
+    zarr-python encodes a shard's 256 inner chunks one by one; tensorstore writes the same zarr
+    v3 bytes from C++ threads, several times faster, and reads faster too (docs/performance.md,
+    Store reads and writes). Open it inside the task that uses it (never before a fork, and after
     any resize: a handle keeps the shape it was opened with); the thread pools behind it are
     shared per process. A store at a URL gets the same interface over zarr-python.
     """
@@ -54,9 +54,10 @@ def read_row(
 def write_shard(store: str, name: str, row: int, data: np.ndarray) -> None:
     """Write one whole shard of array `name`: rows [row, row + len(data)), `row` its first.
 
-    A local folder gets the shard file straight from bfsdata.shard_file (no page cache: 40x less
-    kernel CPU per MB here); a URL, or a layout that module does not write, goes through
-    `ts_array`. Either way the shard appears whole or not at all.
+    A local folder gets the shard file straight from bfsdata.store.shard_write (no page cache:
+    far less kernel CPU per MB; docs/performance.md, Ingest and codecs); a URL, or a layout that
+    module does not write, goes through `ts_array`. Either way the shard appears whole or not at
+    all.
     """
     loc = location(store)
     if isinstance(loc, Path) and shard_file.write(loc / name, row, data):
@@ -66,7 +67,7 @@ def write_shard(store: str, name: str, row: int, data: np.ndarray) -> None:
 
 class ShardWriter:
     """Rows [row, ...) of array `name`, added a block at a time, stored a whole shard at a time
-    (DESIGN.md section 6); `row` is where the next block goes. Use it in a `with`: leaving it
+    (docs/design.md, The store); `row` is where the next block goes. Use it in a `with`: leaving it
     normally stores the last, partial shard and waits for every write; leaving it by an error
     stores nothing more.
 

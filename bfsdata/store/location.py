@@ -1,6 +1,6 @@
 """The workspace's zarr v3 store: array layout, shard ownership and clean-up.
 
-Layout (DESIGN.md section 2):
+Layout (docs/design.md, The workspace):
     frames  (A, F, H, W)  one shard per acquisition, one chunk per frame
     rank    (A, R, H, W)  one shard per acquisition, one chunk per rank image
     patches (N, P, P)     shards of `patch_shard` patches, one chunk per patch
@@ -11,7 +11,7 @@ unit; one chunk per frame lets `--frames 0,7,15` skip decoding the others. One s
 acquisition gives one file per acquisition (7,820 files for the paper's data, not 125,000), and
 makes every ingest task the only writer of its shard, so parallel writers never share a file.
 Patches are read at random by the trainer, so each patch is its own chunk; shards bundle 256 of
-them into one file (DESIGN.md section 6).
+them into one file (docs/design.md, The store).
 
 Where the data lives (`--store URL`): by default the store and the manifests are in the
 workspace (`<ws>/bfsdata.zarr`, `<ws>/manifests/`). `--store` moves both to another folder or to
@@ -257,7 +257,7 @@ def shard_key(arr: zarr.Array, shard: int) -> str:
 
 def delete_shards(arr: zarr.Array, shards: Iterable[int]) -> None:
     """Remove whole shards; a task does this before it writes, so a half-written shard of a
-    killed run is never read or partially rewritten (DESIGN.md section 6)."""
+    killed run is never read or partially rewritten (docs/design.md, The store)."""
     store = arr.store_path.store
     for s in shards:
         sync(store.delete(shard_key(arr, s)))

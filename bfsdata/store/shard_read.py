@@ -1,11 +1,11 @@
 """A row of a frames-like array decoded from its shard file into a buffer the caller keeps, in
 a background thread, image by image (the patch stage's reads of a folder store).
 
-Why not tensorstore: it returns each read in a new array (21 MB per acquisition), which another
+Why not tensorstore: it returns each read in a new array (an acquisition's worth), which another
 thread than the one that made it frees; glibc kept ever more of that memory, and the patch
-stage's peak grew 1.24-1.36x from 1x to 4x the data. The caller's buffers do not. The shard's
-index is checked against its crc32c, each chunk decoded by numcodecs' blosc; the layouts read
-are those bfsdata.shard_file writes.
+stage's peak grew with the data (benchmarks/scale.py; docs/performance.md, Store reads and
+writes). The caller's buffers do not. The shard's index is checked against its crc32c, each
+chunk decoded by numcodecs' blosc; the layouts read are those bfsdata.store.shard_write writes.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class RowRead:
     """A row being decoded into `out` by a reader thread, entry after entry in the order
     picked. `entry(k)` waits for the k-th only: a patch task cuts the first frame of an
     acquisition while the others are decoded (waiting for all of a task's first acquisition
-    cost 9% of the task threads' time). `result()` waits for all and returns `out`. An error
-    of the read is raised by both."""
+    cost the task threads' time: docs/performance.md, Store reads and writes). `result()` waits
+    for all and returns `out`. An error of the read is raised by both."""
 
     def __init__(self, out: np.ndarray) -> None:
         self._out, self._ready, self._error = out, 0, None

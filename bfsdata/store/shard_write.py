@@ -1,11 +1,11 @@
 """Whole zarr v3 shards written straight to a local file, past the page cache.
 
-Why: on the 2-core development VM a buffered `write()` costs 3.1 ms of kernel CPU per MB (page
-allocation in the page cache), so storing one 1024x1280 frame cost more CPU than encoding it, and
-ingest spent a quarter of its cores handing bytes to the kernel. The same bytes written with
-O_DIRECT from an aligned buffer cost 0.08 ms per MB (benchmarks/ingest.py, README). Every bfsdata
-writer already builds whole shards (DESIGN.md section 6), which is what O_DIRECT wants: one large
-aligned write per file.
+Why: a buffered `write()` spends kernel CPU allocating page cache for every MB, so storing a
+camera frame cost more CPU than encoding it, and ingest spent a large share of its cores handing
+bytes to the kernel. The same bytes written with O_DIRECT from an aligned buffer cost a small
+fraction of that (benchmarks/ingest.py; docs/performance.md, Ingest and codecs). Every bfsdata
+writer already builds whole shards (docs/design.md, The store), which is what O_DIRECT wants:
+one large aligned write per file.
 
 Only the layout bfsdata creates is handled here: regular chunks one row deep along axis 0 inside
 `sharding_indexed`, inner codecs `bytes` + `blosc`, index codecs `bytes` (little endian) +
@@ -90,14 +90,14 @@ class Appender:
     """Consecutive whole shards from row `row` on, filled by `add`, a block of rows at a time.
 
     Each row is encoded as it comes, its bytes copied into the shard's page-aligned buffer (the
-    caller may reuse its own once `add` returns: copies of a few microseconds, where the writer
-    used to join a shard, ~1 ms holding the GIL that the other threads then waited for); a full
-    shard is written from there by a background thread while the caller fills the other of its
-    two buffers, one shard in flight per appender. Writing bypasses the page cache, so the
-    writing thread waits for the disk, not the caller. `close` writes the last, partial shard
-    and waits; an error of any write is raised there or by the next `add`. `written` is called
-    once per shard on disk (the crash tests' point). The buffers are the calling thread's,
-    kept for its next appender: one appender per thread at a time.
+    caller may reuse its own once `add` returns: small copies, where the writer used to join a
+    whole shard holding the GIL that the other threads then waited for; docs/performance.md,
+    Store reads and writes); a full shard is written from there by a background thread while
+    the caller fills the other of its two buffers, one shard in flight per appender. Writing
+    bypasses the page cache, so the writing thread waits for the disk, not the caller. `close`
+    writes the last, partial shard and waits; an error of any write is raised there or by the
+    next `add`. `written` is called once per shard on disk (the crash tests' point). The buffers
+    are the calling thread's, kept for its next appender: one appender per thread at a time.
     """
 
     def __init__(

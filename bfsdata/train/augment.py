@@ -16,11 +16,11 @@ sigma_b = -1 (vertical flip, probability cfg.vflip) or +1. Output pixel (x, y) r
 
 bilinear, REFLECT outside (d c b a | a b c d | d c b a): flip and rotation are one resampling.
 These are the numbers of `tf.raw_ops.ImageProjectiveTransformV3(..., "BILINEAR", "REFLECT")`
-with that transform (checked to 1e-4 in tests/test_augment.py); `rotate_flip` resamples with
-OpenCV's `warpAffine` (BORDER_REFLECT is the same rule), which costs 0.4 ms of CPU per 256-px
-patch where the op takes 1.5 ms and an XLA gather formulation 1.0 ms. theta = 0, sigma = -1 is
-exactly x[:, ::-1] (rows reversed); there is never a horizontal flip (a mirrored vial is an
-anomaly). The result is the target "x".
+with that transform (checked to 1e-4 in tests/unit/train/test_augment.py); `rotate_flip`
+resamples with OpenCV's `warpAffine` (BORDER_REFLECT is the same rule), which costs less CPU
+than the op or an XLA gather formulation (docs/performance.md, Training). theta = 0,
+sigma = -1 is exactly x[:, ::-1] (rows reversed); there is never a horizontal flip (a mirrored
+vial is an anomaly). The result is the target "x".
 
 Perlin noise (classic gradient noise, as DRAEM's `rand_perlin_2d`), per sample: R_y = 2**k_y
 and R_x = 2**k_x cells, k_y and k_x drawn independently and uniformly from
@@ -46,8 +46,8 @@ beta_b ~ U[blend]. With u = (n + 1) / 2 in [0, 1] the Perlin values rescaled:
     X_n = (1 - beta_b * M) * X + N           "x_noisy": in [0, 1]; X_n = X where M = 0
 
 so X_n - X = beta_b * M * (u - X), and a sample with z_b = 0 has M = 0, N = 0, X_n = X.
-Mask area of a perturbed 256-px patch (levels 1..64, 512 draws) by threshold: 0.5 -> mean 49%
-(5-95%: 38-60%, never empty); 0.6 -> 27%; 0.65 -> 17%; 0.7 -> 10%; 0.75 -> 5% (4% empty).
+The higher `threshold`, the smaller the perturbed share of a patch, and the more often the mask
+is empty: the areas by threshold are in docs/performance.md, Training.
 """
 
 from __future__ import annotations

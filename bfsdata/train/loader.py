@@ -14,9 +14,11 @@ access is sequential and the content of a step is the same either way.
 
 Batches are uint8, as stored: the consumer turns them into floats where it needs them (`to_float`
 in the augmentation map of training, or on the accelerator inside a model), so host buffers and
-transfers stay 4x smaller (benchmarks/loader.py: 0.17 -> 0.13 CPU s per 1,000 patches here).
+transfers stay 4x smaller, and less CPU is spent per patch (benchmarks/loader.py;
+docs/performance.md, Training).
 
-Reads are tensorstore batch reads of the sorted rows (DESIGN.md section 6: ~4x zarr-python).
+Reads are tensorstore batch reads of the sorted rows, much faster than zarr-python's
+(docs/performance.md, Store reads and writes).
 The handle is opened lazily inside the reading function, once per process, never at dataset
 construction (the dataset may be forked or pickled). Memory is O(batch * prefetch) patches
 plus the cached permutation of the current pass (8 bytes per training patch).
@@ -95,8 +97,9 @@ def eval_dataset(store: Path, patch_rows: np.ndarray, *, batch: int) -> tf.data.
 
 @tf.function(jit_compile=True)
 def to_float(x: tf.Tensor) -> tf.Tensor:
-    """uint8 patches -> float32 in [0, 1], same shape, one fused pass (2.5x less CPU than the
-    unfused cast and divide). Equal to x / 255 within 1 ulp (XLA multiplies by 1 / 255)."""
+    """uint8 patches -> float32 in [0, 1], same shape, one fused pass (less CPU than the
+    unfused cast and divide: docs/performance.md, Training). Equal to x / 255 within 1 ulp (XLA
+    multiplies by 1 / 255)."""
     return tf.cast(x, tf.float32) / 255.0
 
 

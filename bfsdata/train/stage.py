@@ -8,7 +8,8 @@ are N-step intervals (a checkpoint and a log row each); otherwise one pass over 
 
 Outputs in `<ws>/runs/<name>/`: config.yaml (resolved pipeline + provenance), checkpoints/,
 losses.csv, logs/ (TensorBoard), previews/ (X, X_n, M, X^ per epoch) and export/ (SavedModel,
-.keras, model.json).
+.keras, model.json). The provenance (config.yaml and model.json) includes `cut`, the recipe the
+training patches were cut with (bfsdata.imaging.cut), when the workspace records it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ import yaml
 from bfsdata.config.files import pipeline_to_dict
 from bfsdata.config.pipeline import Pipeline
 from bfsdata.store import location as store
-from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace import manifest, paths, provenance
 from bfsdata.workspace.writes import write_atomic
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,12 @@ def train(
     preview: bool = True,
     devices: list[str] | None = None,
 ) -> TrainSummary:
+    run_dir = paths.run_dir(workspace, name, "--name")  # a bad name fails before TensorFlow loads
     import keras
     import tensorflow as tf
 
     from bfsdata.model import checkpoint
-    from bfsdata.model.callbacks import Checkpoints, Preview, Throughput
+    from bfsdata.model.callbacks import Checkpoints, EpochProgress, Preview, Throughput
     from bfsdata.model.export import export
     from bfsdata.model.gan import GRDNet
     from bfsdata.train.augment import augment
@@ -99,7 +100,6 @@ def train(
             f"the store's patches are {root['patches'].shape[1]} px; the pipeline's patch.size "
             f"is {cfg.model.patch_size}: use the pipeline the workspace was patched with"
         )
-    run_dir = ws / "runs" / name
     ckpt = checkpoint.latest(run_dir)
     if ckpt is not None and not resume:
         raise TrainError(f"{run_dir} already has checkpoints; pass --resume, or another --name")
@@ -107,7 +107,9 @@ def train(
         raise TrainError(f"{run_dir}: nothing to resume (no checkpoints); run without --resume")
     run_dir.mkdir(parents=True, exist_ok=True)
     inputs = provenance.manifest_digests(ws, manifest.SPLITS_SCHEMA, manifest.PATCHES)
-    rec = provenance.record(pipe, "train", inputs, seed=cfg.seed)
+    recipe = provenance.patch_recipe(ws)  # how the training patches were cut: to model.json
+    cut = {} if recipe is None else {"cut": recipe.to_dict()}
+    rec = provenance.record(pipe, "train", inputs, seed=cfg.seed, **cut)
     _write_config(run_dir, pipe, rec)
 
     keras.utils.set_random_seed(cfg.seed)
@@ -141,8 +143,10 @@ def train(
         .map(with_aug, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(2)
     )
+    progress = EpochProgress(keras_epochs, interval)
     callbacks = [
         Throughput(opt.batch),
+        progress,  # after Throughput: its epoch line reports patches/s
         Checkpoints(run_dir, interval),
         keras.callbacks.CSVLogger(str(run_dir / "losses.csv"), append=resume),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
@@ -151,16 +155,19 @@ def train(
         sample = {k: v.numpy() for k, v in next(iter(data.take(1))).items()}
         callbacks.append(Preview(sample, run_dir / "previews"))
     val = _val_data(tf, store_dir, val_rows, opt)
-    model.fit(
-        data,
-        epochs=keras_epochs,
-        initial_epoch=start_step // interval,
-        steps_per_epoch=interval,
-        validation_data=val,
-        callbacks=callbacks,
-        shuffle=False,  # the stream is already shuffled, deterministically by step
-        verbose=1 if sys.stderr.isatty() else 2,
-    )
+    try:
+        model.fit(
+            data,
+            epochs=keras_epochs,
+            initial_epoch=start_step // interval,
+            steps_per_epoch=interval,
+            validation_data=val,
+            callbacks=callbacks,
+            shuffle=False,  # the stream is already shuffled, deterministically by step
+            verbose=0,  # EpochProgress shows the steps and logs each epoch
+        )
+    finally:
+        progress.close()
     meta = {**rec, "steps": keras_epochs * interval}
     exported = export(model.generator, run_dir / "export", cfg.loss, meta)
     history = pd.read_csv(run_dir / "losses.csv") if (run_dir / "losses.csv").exists() else None
@@ -197,6 +204,8 @@ def _strategy(devices: list[str] | None):
     if len(gpus) > 1:
         log.info("training on %d GPUs with MirroredStrategy", len(gpus))
         return tf.distribute.MirroredStrategy()
+    # TensorFlow's own account of a missing GPU (the cuInit line) is hidden unless --verbose.
+    log.info("training on %s", "1 GPU" if gpus else "the CPU: no GPU visible (--verbose says why)")
     return tf.distribute.get_strategy()
 
 
@@ -219,25 +228,4 @@ def _val_data(tf, store_dir: str, val_rows: np.ndarray, opt):
 
 def _write_config(run_dir: Path, pipe: Pipeline, rec: dict) -> None:
     doc = {"provenance": rec, **pipeline_to_dict(pipe)}
-    write_atomic(run_dir / "config.yaml", yaml.safe_dump(doc, sort_keys=False).encode())
-
-
-def with_overrides(
-    pipe: Pipeline,
-    *,
-    epochs: int | None = None,
-    steps: int | None = None,
-    kinds: tuple[str, ...] | None = None,
-    batch: int | None = None,
-) -> Pipeline:
-    """The pipeline with command-line overrides of the training section."""
-    t = pipe.train
-    o = t.optim
-    o = dataclasses.replace(
-        o,
-        epochs=epochs if epochs is not None else o.epochs,
-        steps_per_epoch=steps if steps is not None else o.steps_per_epoch,
-        batch=batch if batch is not None else o.batch,
-    )
-    t = dataclasses.replace(t, optim=o, kinds=kinds if kinds is not None else t.kinds)
-    return dataclasses.replace(pipe, train=t)
+    write_atomic(run_dir / paths.RUN_CONFIG, yaml.safe_dump(doc, sort_keys=False).encode())

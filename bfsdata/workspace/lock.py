@@ -28,9 +28,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bfsdata.workspace import paths
+from bfsdata.workspace.paths import LOCK_NAME
+
+# LOCK_NAME: the file's name (bfsdata.workspace.paths), at hand for code that checks the lock
+__all__ = ["LOCK_NAME", "Holder", "LockError", "pid_alive", "workspace_lock"]
+
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".bfsdata.lock"
 # manifest.write and workspace.write_atomic name their temp files .<target>.<pid>.tmp
 _TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")
 
@@ -70,12 +75,12 @@ def workspace_lock(workspace: Path, command: str) -> Iterator[Holder]:
         p = p.parent
     fd, me = _acquire(ws, command)
     try:
-        _remove_dead_temps(ws / "manifests")
+        _remove_dead_temps(paths.local_manifests(ws))
         yield me
     finally:
         # Unlink before closing: a run that opened the old file then finds it is not the
         # current one (see _acquire) instead of locking an orphan inode.
-        (ws / LOCK_NAME).unlink(missing_ok=True)
+        paths.lock_file(ws).unlink(missing_ok=True)
         os.close(fd)
         for d in missing:
             try:
@@ -85,7 +90,7 @@ def workspace_lock(workspace: Path, command: str) -> Iterator[Holder]:
 
 
 def _acquire(ws: Path, command: str) -> tuple[int, Holder]:
-    path = ws / LOCK_NAME
+    path = paths.lock_file(ws)
     if ws.exists() and not ws.is_dir():
         raise LockError(f"{ws}: is a file; a workspace is a folder")
     while True:

@@ -20,11 +20,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bfsdata.config.pipeline import KINDS
 from bfsdata.store import location as store
+from bfsdata.workspace import paths
 from bfsdata.workspace.faults import crash_point
 
 LABELS = ("good", "defect", "unknown")
-KINDS = ("frame", "rank_min", "rank_max")
 SPLITS = ("train", "val", "calib", "test")
 # Parquet schema metadata key of the provenance record a file carries (bfsdata.provenance).
 PROVENANCE_KEY = b"bfsdata.provenance"
@@ -61,7 +62,7 @@ class Schema:
 UTC_US = pa.timestamp("us", tz="UTC")
 
 ACQUISITIONS = Schema(
-    "acquisitions",
+    paths.ACQUISITIONS,
     (
         Column("acq", pa.int64(), "row index in the frames and rank arrays"),
         Column("strip", pa.string(), "strip id, [A-Za-z0-9_-]+"),
@@ -79,7 +80,7 @@ ACQUISITIONS = Schema(
 )
 
 PATCHES = Schema(
-    "patches",
+    paths.PATCHES,
     (
         Column("patch", pa.int64(), "row index in the patches array"),
         Column("acq", pa.int64(), "acquisition row (acquisitions.acq)"),
@@ -113,7 +114,7 @@ PATCHES = Schema(
 )
 
 SPLITS_SCHEMA = Schema(
-    "splits",
+    paths.SPLITS,
     (
         Column("strip", pa.string(), "strip id"),
         Column("split", pa.string(), "train | val | calib | test", allowed=SPLITS),
@@ -123,7 +124,7 @@ SPLITS_SCHEMA = Schema(
 )
 
 REJECTED = Schema(
-    "rejected",
+    paths.REJECTED,
     (
         Column("source", pa.string(), "file or folder refused, relative to the raw root"),
         Column("strip", pa.string(), "strip id, if known", nullable=True),
@@ -136,7 +137,7 @@ REJECTED = Schema(
 )
 
 ANNOTATIONS = Schema(
-    "annotations",
+    paths.ANNOTATIONS,
     (
         Column("strip", pa.string(), "strip id"),
         Column("label", pa.string(), "strip label", allowed=("good", "defect")),
@@ -156,7 +157,7 @@ class ManifestError(ValueError):
 
 def path_of(workspace: Path, schema: Schema) -> Path | str:
     """manifests/<name>.parquet beside the store: a local Path, or a URL (`--store`)."""
-    return store.join(store.data_root(workspace), store.MANIFESTS, f"{schema.name}.parquet")
+    return paths.manifest_file(workspace, schema.name)
 
 
 def exists(workspace: Path, schema: Schema) -> bool:

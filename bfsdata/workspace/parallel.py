@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import TypeVar
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 log = logging.getLogger(__name__)
@@ -56,14 +57,14 @@ def cluster(processes: int | None = None, scheduler: str | None = None) -> Itera
     settings = {
         # dask sets MALLOC_TRIM_THRESHOLD_ in its workers, which also fixes glibc's mmap
         # threshold: every buffer over 128 KiB (a frame, a float window, a shard) is then mapped
-        # and faulted in anew, and patch ran at 1,200-1,500 patches/s in worker processes against
-        # 2,900-3,500 in threads (half the CPU in page faults). Freed memory stays with the
-        # worker instead.
+        # and faulted in anew, and patch in worker processes ran far slower than in threads,
+        # its CPU spent in page faults (docs/performance.md, Worker processes). Freed memory
+        # stays with the worker instead.
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
         # The dashboard's watchers: a profiler sampling every thread's stack each 10 ms (holding
         # the GIL), an event-loop tick check each 20 ms, a system monitor each 0.5 s. Nobody
-        # watches a command's own cluster: the scheduler's and workers' own threads took 13% of
-        # a patch run's CPU (perf), 6% with these settings, and patch ran 6-8% faster.
+        # watches a command's own cluster, and the scheduler's and workers' own threads took a
+        # visible share of a patch run's CPU (docs/performance.md, Worker processes).
         "distributed.worker.profile.enabled": False,
         "distributed.admin.tick.interval": "1s",
         "distributed.admin.system-monitor.interval": "5s",
@@ -138,10 +139,12 @@ def _run_distributed(fn, items, on_result, address, advance, weight) -> None:
 
 
 class progress_bar:
-    """A rich progress bar on a terminal; a few log lines elsewhere (CI, files)."""
+    """A rich progress bar on a terminal; a few log lines elsewhere (CI, files), none with
+    `log_lines=False` for a caller that logs its own line when the work is done."""
 
-    def __init__(self, label: str, total: int) -> None:
+    def __init__(self, label: str, total: int, *, log_lines: bool = True) -> None:
         self.label, self.total, self.done, self._last_logged = label, total, 0, 0
+        self.log_lines = log_lines
         self._progress: Progress | None = None
 
     def __enter__(self) -> Callable[[int], None]:
@@ -151,6 +154,7 @@ class progress_bar:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),  # the stream asked isatty; stdout keeps the summary
                 transient=True,
             )
             self._progress.start()
@@ -161,7 +165,9 @@ class progress_bar:
         self.done += n
         if self._progress is not None:
             self._progress.update(self._task, completed=self.done)
-        elif self.done - self._last_logged >= max(1, self.total // 10) or self.done == self.total:
+        elif self.log_lines and (
+            self.done - self._last_logged >= max(1, self.total // 10) or self.done == self.total
+        ):
             self._last_logged = self.done
             log.info("%s: %d/%d", self.label, self.done, self.total)
 

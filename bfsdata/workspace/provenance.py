@@ -10,6 +10,8 @@ stage's own facts (seed, model run).
 Digests: manifests by `manifest.digest` (their rows without timestamps: the same rows give the
 same digest in any workspace), the exported model by `tree_sha256`, other files by their
 bytes, raw acquisitions by `frames_sha256` (the acquisitions' `sha256` column).
+The patches manifest's record also holds `cut`, the recipe its patches were cut with
+(bfsdata.imaging.cut); `patch_recipe` reads it for verify, train and report.
 manifests/README.md ("Traceability") walks the chain from a report back to the raw files;
 `chain_problems` is the check `bfsdata verify` runs.
 """
@@ -27,16 +29,17 @@ import yaml
 
 from bfsdata import __version__
 from bfsdata.config.pipeline import Pipeline
-from bfsdata.workspace import manifest
+from bfsdata.imaging.cut import CutRecipe, RecipeError
+from bfsdata.workspace import manifest, paths
 
-MODEL = "export/saved_model"  # inside runs/<name>/: the model `report` and `infer` score with
+MODEL = paths.MODEL  # inside runs/<name>/: the model `report` and `infer` score with
 
 
 def record(
     pipe: Pipeline | None, stage: str, inputs: Mapping[str, str] | None = None, **facts: Any
 ) -> dict[str, Any]:
     """A provenance record. No timestamps and no machine paths of the pipeline, so that the
-    same inputs give the same bytes in every workspace (tests/test_determinism.py)."""
+    same inputs give the same bytes in every workspace (tests/system/test_determinism.py)."""
     out: dict[str, Any] = {"version": __version__, "stage": stage}
     if pipe is not None:
         out |= {"pipeline": pipe.name, "pipeline_sha256": pipe.sha256}
@@ -47,7 +50,7 @@ def record(
 
 def manifest_key(schema: manifest.Schema) -> str:
     """How records name a manifest: its path inside the workspace."""
-    return f"manifests/{schema.name}.parquet"
+    return paths.manifest_key(schema.name)
 
 
 def manifest_digests(
@@ -89,8 +92,21 @@ def tree_sha256(folder: Path) -> str:
 
 def model_input(ws: Path, run: str) -> dict[str, str]:
     """{key: digest} of runs/<run>'s exported model, as `report` records it."""
-    key = f"runs/{run}/{MODEL}"
+    key = paths.run_key(run, MODEL)
     return {key: tree_sha256(Path(ws) / key)}
+
+
+def patch_recipe(ws: Path) -> CutRecipe | None:
+    """The cut recipe recorded with the workspace's patches by `bfsdata patch`; None when there
+    are none, or they were patched by a bfsdata that did not record it (a `bfsdata patch` run
+    records it and cuts nothing new). RecipeError names the manifest when it is unreadable."""
+    rec = manifest.read_provenance(ws, manifest.PATCHES)
+    if not isinstance(rec, dict) or rec.get("cut") is None:
+        return None
+    try:
+        return CutRecipe.from_dict(rec["cut"])
+    except RecipeError as e:
+        raise RecipeError(f"{manifest.path_of(ws, manifest.PATCHES)}: {e}") from None
 
 
 def chain_problems(ws: Path) -> list[str]:
@@ -131,7 +147,10 @@ def _records(ws: Path) -> list[tuple[str, Any]]:
                 out.append((manifest_key(schema), manifest.read_provenance(ws, schema)))
             except ValueError:  # ManifestError, or a record that is not JSON
                 out.append((manifest_key(schema), None))
-    files = [*sorted(ws.glob("runs/*/config.yaml")), *sorted(ws.glob("reports/*/metrics.json"))]
+    files = [
+        *sorted(ws.glob(f"{paths.RUNS}/*/{paths.RUN_CONFIG}")),
+        *sorted(ws.glob(f"{paths.REPORTS}/*/{paths.METRICS}")),
+    ]
     for path in files:
         load = json.loads if path.suffix == ".json" else yaml.safe_load
         try:
@@ -146,7 +165,7 @@ def _records(ws: Path) -> list[tuple[str, Any]]:
 def _current(ws: Path, key: str) -> str | None:
     """The digest of `key` as the workspace holds it now; None if missing or unreadable."""
     path = ws / key
-    if key.startswith("manifests/"):
+    if key.startswith(f"{paths.MANIFESTS}/"):
         schema = next((s for s in manifest.ALL if manifest_key(s) == key), None)
         if schema is None or not manifest.exists(ws, schema):
             return None

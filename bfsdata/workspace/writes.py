@@ -1,4 +1,5 @@
-"""Workspace helpers shared by the stages: manifest commits, atomic files, refusals."""
+"""Workspace helpers shared by the stages: manifest commits, atomic files, refusals,
+annotations."""
 
 from __future__ import annotations
 
@@ -101,3 +102,27 @@ def record_rejections(ws: Path, problems: Sequence[Problem]) -> None:
     df = df.drop_duplicates(["source", "rule", "message"], keep="last")
     df["run"] = df["run"].astype("Int32")
     manifest.write(ws, manifest.REJECTED, df, sort=("source",))
+
+
+def write_annotations(ws: Path, ann: pd.DataFrame, rec: Mapping[str, Any]) -> None:
+    """Replace the annotations of the strips in `ann`; rows of other strips stay."""
+    if ann.empty:
+        return
+    old = manifest.read(ws, manifest.ANNOTATIONS)
+    keep = old[~old["strip"].isin(ann["strip"])]
+    mine = old[old["strip"].isin(ann["strip"])]
+    if _same_rows(mine, ann):
+        return  # a re-run changes nothing, not even a file's mtime
+    both = pd.concat([keep, ann], ignore_index=True)
+    manifest.write(ws, manifest.ANNOTATIONS, both, sort=("strip",), provenance=rec)
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    if len(a) != len(b):
+        return False
+    cols = ["strip", "label", "defect", "vial", "region"]
+    key = [tuple(map(str, r)) for r in a[cols].itertuples(index=False)]
+    other = [
+        tuple(map(str, r)) for r in b[cols].astype(a[cols].dtypes.to_dict()).itertuples(index=False)
+    ]
+    return sorted(key) == sorted(other)

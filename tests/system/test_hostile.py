@@ -11,332 +11,38 @@ of 32x40 uint8 PNG), breaks it in exactly one way and runs the command three tim
   that leave nothing to ingest (an unreadable labels.csv, a bad pipeline) are refused the same
   way with `--skip-bad`.
 
-Names follow DESIGN.md's raw layout: strip ids are [A-Za-z0-9_-]+ and run and frame indices
+Names follow docs/design.md's raw layout: strip ids are [A-Za-z0-9_-]+ and run and frame indices
 are ASCII digits, so unicode and spaces in a strip, run or frame name are refused, with the
 name in the message. Unicode and spaces above the raw folder (its own path, the workspace's)
 are fine, end to end.
+
+The table (`CASES`) is in hostile_cases.py.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from cli_helpers import invoke, ok, refused
 
-from bfsdata.config.files import PIPELINES_DIR
 from bfsdata.workspace import manifest
 from bfsdata.workspace.manifest import ACQUISITIONS, REJECTED
 from bfsdata.workspace.problems import printable
-
-STRIPS = {"A1": "good", "B2": "defect"}
-RUNS, FRAMES, SHAPE = 2, 4, (32, 40)
-ALL = frozenset((s, r) for s in STRIPS for r in range(1, RUNS + 1))
-ARGS = ("--frames", str(FRAMES))  # threads: --workers N would start N worker processes
-
-
-# --- ways to break a raw folder: each breaks one thing and returns the offending path ----------
-
-
-def _frame(raw: Path, strip: str = "A1", run: int = 1, f: int = 1) -> Path:
-    return raw / strip / f"run_{run}" / f"frame_{f}.png"
-
-
-def _write_png(path: Path, img: np.ndarray) -> Path:
-    assert cv2.imwrite(str(path), img)
-    return path
-
-
-def zero_bytes(raw: Path) -> Path:
-    path = _frame(raw)
-    path.write_bytes(b"")
-    return path
-
-
-def truncated(raw: Path) -> Path:
-    path = _frame(raw)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])  # an interrupted copy
-    return path
-
-
-def text_named_png(raw: Path) -> Path:
-    path = _frame(raw)
-    path.write_text("frame 1 was lost, see the shift log\n")
-    return path
-
-
-def rgb(raw: Path) -> Path:
-    return _write_png(_frame(raw), np.zeros((*SHAPE, 3), np.uint8))
-
-
-def rgba(raw: Path) -> Path:
-    return _write_png(_frame(raw), np.zeros((*SHAPE, 4), np.uint8))
-
-
-def sixteen_next_to_eight_bit(raw: Path) -> Path:
-    return _write_png(_frame(raw, f=3), np.zeros(SHAPE, np.uint16))
-
-
-def another_size(raw: Path) -> Path:
-    return _write_png(_frame(raw, f=3), np.zeros((SHAPE[0], SHAPE[1] + 8), np.uint8))
-
-
-def missing_frame(raw: Path) -> Path:
-    _frame(raw, f=2).unlink()
-    return raw / "A1" / "run_1"
-
-
-def extra_frame_index(raw: Path) -> Path:
-    _write_png(_frame(raw, f=FRAMES), np.zeros(SHAPE, np.uint8))
-    return raw / "A1" / "run_1"
-
-
-def unknown_file_in_run(raw: Path) -> Path:
-    path = raw / "A1" / "run_1" / "notes.txt"
-    path.write_text("operator: shift 2\n")
-    return path
-
-
-def unknown_file_at_top(raw: Path) -> Path:
-    path = raw / "README.txt"
-    path.write_text("camera 2\n")
-    return path
-
-
-def run_without_frames(raw: Path) -> Path:
-    path = raw / "A1" / "run_3"
-    path.mkdir()
-    return path
-
-
-def strip_without_runs(raw: Path) -> Path:
-    path = raw / "C3"
-    path.mkdir()
-    return path
-
-
-def unicode_strip(raw: Path) -> Path:
-    path = raw / "Ström"
-    shutil.copytree(raw / "A1", path)
-    return path
-
-
-def space_in_strip(raw: Path) -> Path:
-    path = raw / "A 1"
-    shutil.copytree(raw / "A1", path)
-    return path
-
-
-def non_ascii_run_digit(raw: Path) -> Path:
-    path = raw / "B2" / "run_\u0662"  # ARABIC-INDIC DIGIT TWO: \d matches it, int() reads 2
-    (raw / "B2" / "run_2").rename(path)
-    return path
-
-
-def unicode_and_space_in_a_file(raw: Path) -> Path:
-    path = raw / "B2" / "run_2" / "Notiz für später.txt"
-    path.write_text("x")
-    return path
-
-
-def newline_after_a_frame_name(raw: Path) -> Path:
-    path = raw / "A1" / "run_1" / "frame_1.png\n"  # `$` matches before it; a copy of frame 1
-    path.write_bytes(_frame(raw).read_bytes())
-    return path
-
-
-def undecodable_name(raw: Path) -> Path:
-    # Linux names are bytes: b"Str\xf6m" is latin-1, not UTF-8, and reaches Python as a lone
-    # surrogate that neither the terminal nor parquet can take as it is.
-    name = os.fsdecode(b"Str\xf6m")
-    path = raw / name
-    shutil.copytree(raw / "A1", path)
-    return path
-
-
-def symlink_loop_at_top(raw: Path) -> Path:
-    path = raw / "L1"
-    path.symlink_to("L1")
-    return path
-
-
-def symlink_loop_as_frame(raw: Path) -> Path:
-    path = _frame(raw)
-    path.unlink()
-    path.symlink_to(path.name)
-    return path
-
-
-def symlink_cycle_as_run(raw: Path) -> Path:
-    path = raw / "A1" / "run_3"
-    path.symlink_to(".")  # the strip folder again: a walk that followed it would never end
-    return path
-
-
-def symlink_cycle_as_strip(raw: Path) -> Path:
-    path = raw / "S1"
-    path.symlink_to(".")  # the raw folder again
-    return path
-
-
-def unreadable_frame(raw: Path) -> Path:
-    path = _frame(raw)
-    path.chmod(0)
-    return path
-
-
-def unreadable_run(raw: Path) -> Path:
-    path = raw / "A1" / "run_1"
-    path.chmod(0)
-    return path
-
-
-def _labels(raw: Path, *lines: str, header: str = "strip,label,defect,vial,region") -> Path:
-    path = raw / "labels.csv"
-    path.write_text("\n".join([header, *lines]) + "\n")
-    return path
-
-
-GOOD_ROWS = ("A1,good,,,", "B2,defect,scratch,2,1")
-
-
-def labels_missing_column(raw: Path) -> Path:
-    return _labels(raw, "A1", "B2", header="strip")
-
-
-def labels_not_utf8(raw: Path) -> Path:
-    path = raw / "labels.csv"
-    path.write_bytes("strip,label\nA1,good\n".encode("utf-16"))
-    return path
-
-
-def labels_unknown_label(raw: Path) -> Path:
-    return _labels(raw, "A1,okay,,,", GOOD_ROWS[1])
-
-
-def labels_strip_not_there(raw: Path) -> Path:
-    return _labels(raw, *GOOD_ROWS, "Z9,good,,,")
-
-
-def labels_duplicate_row(raw: Path) -> Path:
-    return _labels(raw, *GOOD_ROWS, GOOD_ROWS[1])
-
-
-def labels_conflicting(raw: Path) -> Path:
-    return _labels(raw, *GOOD_ROWS, "A1,defect,burn,1,0")
-
-
-def labels_vial_out_of_range(raw: Path) -> Path:
-    return _labels(raw, GOOD_ROWS[0], "B2,defect,scratch,6,1")
-
-
-def labels_unicode_strip(raw: Path) -> Path:
-    return _labels(raw, *GOOD_ROWS, "Ström,good,,,")
-
-
-def _pipeline(raw: Path, old: str, new: str) -> Path:
-    path = raw.parent / "bad pipeline.yaml"  # beside the raw folder: a file inside would be a case
-    text = (PIPELINES_DIR / "demo.yaml").read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
-    return path
-
-
-def pipeline_unknown_key(raw: Path) -> Path:
-    return _pipeline(raw, "  clevel: 5", "  clevel: 5\n  colour: blue")
-
-
-def pipeline_out_of_range(raw: Path) -> Path:
-    return _pipeline(raw, "  clevel: 5", "  clevel: 12")
-
-
-def pipeline_wrong_type(raw: Path) -> Path:
-    return _pipeline(raw, "  frames: 16", "  frames: sixteen")
-
-
-def pipeline_not_finite(raw: Path) -> Path:
-    return _pipeline(raw, "slot_ms: 500.0", "slot_ms: .nan")
-
-
-def pipeline_sections_disagree(raw: Path) -> Path:
-    return _pipeline(raw, "  size: 64", "  size: 60")  # 3 model stages need a multiple of 8
-
-
-def pipeline_duplicate_key(raw: Path) -> Path:
-    return _pipeline(raw, "  clevel: 5", "  clevel: 5\n  clevel: 9")
-
-
-def pipeline_not_yaml(raw: Path) -> Path:
-    return _pipeline(raw, "name: demo", "name: [demo")
-
-
-@dataclass(frozen=True)
-class Case:
-    breaks: Callable[[Path], Path]
-    rule: str  # raw input: the rule printed as [rule: ...]; a pipeline: the key named
-    lost: frozenset[tuple[str, int]] = frozenset()  # acquisitions --skip-bad leaves out
-    fatal: bool = False  # nothing can be ingested, --skip-bad or not
-    pipeline: bool = False  # `breaks` writes a pipeline file, given with --pipeline
-    needs_user: bool = False  # permissions do not apply to root
-
-    @property
-    def id(self) -> str:
-        return self.breaks.__name__
-
-
-A1_1, B2_2 = frozenset({("A1", 1)}), frozenset({("B2", 2)})
-A1, B2 = frozenset({("A1", 1), ("A1", 2)}), frozenset({("B2", 1), ("B2", 2)})
-
-CASES = [
-    Case(zero_bytes, "not-empty", A1_1),
-    Case(truncated, "complete", A1_1),
-    Case(text_named_png, "valid-image", A1_1),
-    Case(rgb, "single-channel", A1_1),
-    Case(rgba, "single-channel", A1_1),
-    Case(sixteen_next_to_eight_bit, "same-format", A1_1),
-    Case(another_size, "same-format", A1_1),
-    Case(missing_frame, "frame-count", A1_1),
-    Case(extra_frame_index, "frame-count", A1_1),
-    Case(unknown_file_in_run, "raw-layout", A1_1),
-    Case(unknown_file_at_top, "raw-layout"),
-    Case(run_without_frames, "frame-count"),
-    Case(strip_without_runs, "raw-layout"),
-    Case(unicode_strip, "strip-id"),
-    Case(space_in_strip, "strip-id"),
-    Case(non_ascii_run_digit, "raw-layout", B2),  # an entry of the strip folder: all of B2
-    Case(unicode_and_space_in_a_file, "raw-layout", B2_2),
-    Case(newline_after_a_frame_name, "raw-layout", A1_1),
-    Case(undecodable_name, "strip-id"),
-    Case(symlink_loop_at_top, "symlink-loop"),
-    Case(symlink_loop_as_frame, "symlink-loop", A1_1),
-    Case(symlink_cycle_as_run, "symlink-loop"),
-    Case(symlink_cycle_as_strip, "symlink-loop"),
-    Case(unreadable_frame, "readable", A1_1, needs_user=True),
-    Case(unreadable_run, "readable", A1_1, needs_user=True),
-    Case(labels_missing_column, "labels-csv", fatal=True),
-    Case(labels_not_utf8, "labels-csv", fatal=True),
-    Case(labels_unknown_label, "labels-csv", A1),
-    Case(labels_strip_not_there, "labels-csv"),
-    Case(labels_duplicate_row, "labels-csv", B2),
-    Case(labels_conflicting, "labels-csv", A1),
-    Case(labels_vial_out_of_range, "labels-csv", B2),
-    Case(labels_unicode_strip, "labels-csv"),
-    Case(pipeline_unknown_key, "unknown key store.'colour'", pipeline=True, fatal=True),
-    Case(pipeline_out_of_range, "store.clevel", pipeline=True, fatal=True),
-    Case(pipeline_wrong_type, "acquisition.frames", pipeline=True, fatal=True),
-    Case(pipeline_not_finite, "report.slot_ms", pipeline=True, fatal=True),
-    Case(pipeline_sections_disagree, "patch.size", pipeline=True, fatal=True),
-    Case(pipeline_duplicate_key, "key 'clevel' given twice", pipeline=True, fatal=True),
-    Case(pipeline_not_yaml, "not valid YAML", pipeline=True, fatal=True),
-]
-
+from tests.system.hostile_cases import (
+    ALL,
+    ARGS,
+    CASES,
+    FRAMES,
+    RUNS,
+    SHAPE,
+    STRIPS,
+    Case,
+    write_png,
+)
 
 # --- running a case -----------------------------------------------------------------------------
 
@@ -349,7 +55,7 @@ def ingested_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for f in range(FRAMES):
-        _write_png(run / f"frame_{f}.png", rng.integers(0, 256, SHAPE, dtype=np.uint8))
+        write_png(run / f"frame_{f}.png", rng.integers(0, 256, SHAPE, dtype=np.uint8))
     ok(invoke("ingest", root / "raw", "-w", root / "ws", *ARGS))
     return root / "ws"
 

@@ -41,7 +41,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     ws = tmp_path_factory.mktemp("images") / "ws"
     ws.mkdir()
     raw = write_image_folder(ws / "raw", train=TRAIN, test_good=TEST_GOOD, defects=DEFECTS)
-    # one short epoch: the chain is what is tested here, not the model (tests/test_train.py)
+    # one short epoch: the chain is what is tested here, not the model (unit/train/test_stage.py)
     pipe = image_pipeline(tiny_pipeline(epochs=1, steps_per_epoch=6))
     write_pipeline(ws / "pipeline.yaml", pipe)
     out = {
@@ -177,4 +177,8 @@ def test_store_and_manifests_open_without_bfsdata(chain: Chain) -> None:
 
 
 def test_verify_accepts_an_image_folder_workspace(chain: Chain) -> None:
-    ok(invoke("verify", "-w", chain.ws))
+    out = " ".join(ok(invoke("verify", "-w", chain.ws)).split())
+    n_acq = len(manifest.read(chain.ws, manifest.ACQUISITIONS))
+    n_patches = len(manifest.read(chain.ws, manifest.PATCHES))
+    assert f"manifest rows {n_acq} acquisitions, {n_patches} patches" in out
+    assert "ok: every row points at its data, and nothing else is stored" in out

@@ -15,7 +15,6 @@ import fsspec
 import numpy as np
 import pytest
 from cli_helpers import invoke, ok, refused
-from test_distributed import Kit, assert_same_workspace, make_kit, new_workspace
 from workspace_fixtures import write_pipeline
 
 from bfsdata.ingest import ingest
@@ -24,6 +23,7 @@ from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
 from bfsdata.verify import verify
 from bfsdata.workspace import manifest
+from tests.system.test_distributed import Kit, assert_same_workspace, make_kit, new_workspace
 
 
 @pytest.fixture

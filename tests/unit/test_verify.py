@@ -1,13 +1,9 @@
-"""`stats` and `verify` on a tiny real workspace: ingested, patched and split.
-
-The workspace is built once per module (images that register: a bright strip on a dark
-background where the default layout expects it) and copied for every test that damages it.
+"""`bfsdata.verify` and `bfsdata verify` on a tiny real workspace: ingested, patched and split
+(split_workspace.py), built once per module and copied for every test that damages it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -15,41 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
-from workspace_fixtures import FRAMES, RUNS, SIZE, STRIPS, write_raw
+from workspace_fixtures import RUNS, SIZE, STRIPS
 
 from bfsdata.cli import app
-from bfsdata.config.pipeline import (
-    AcquisitionConfig,
-    PatchConfig,
-    Pipeline,
-    SplitConfig,
-    TrainConfig,
-)
-from bfsdata.config.training import ModelConfig
-from bfsdata.ingest import ingest
-from bfsdata.patch.stage import patch
-from bfsdata.split import split
-from bfsdata.stats import stats
 from bfsdata.store import location as store
 from bfsdata.verify import VerifyError, verify
 from bfsdata.workspace import manifest
-
-PER_ACQ = (FRAMES + 2) * 5 * 4  # (frames + rank images) x vials x regions
+from tests.unit.split_workspace import PER_ACQ, build_split_workspace
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = tmp_path_factory.mktemp("ws")
-    write_raw(ws / "raw")
-    acq = AcquisitionConfig(frames=FRAMES, ranks=(1, FRAMES), test_frames=(0, FRAMES - 1))
-    train = TrainConfig(model=ModelConfig(patch_size=SIZE))  # the pipeline checks they agree
-    pipe = dataclasses.replace(
-        Pipeline(), acquisition=acq, patch=PatchConfig(size=SIZE), train=train
-    )
-    ingest(ws / "raw", ws, pipe, workers=2)
-    patch(ws, pipe, workers=2)
-    split(ws, SplitConfig(val=0.5, test_good=1))
-    return ws
+    return build_split_workspace(tmp_path_factory.mktemp("ws"))
 
 
 @pytest.fixture
@@ -145,46 +118,7 @@ def test_verify_refuses_a_folder_that_is_no_workspace(tmp_path: Path) -> None:
         verify(tmp_path)
 
 
-# --- stats --------------------------------------------------------------------------------
-
-
-def test_stats_counts_sizes_and_intensities(built: Path) -> None:
-    s = stats(built, sample=100)
-    n_acq = len(STRIPS) * RUNS
-    assert s.image == {"height": 128, "width": 160, "dtype": "uint8", "n_frames": FRAMES}
-    assert s.patch_size == SIZE
-    assert s.counts["patches"].sum() == n_acq * PER_ACQ
-    assert set(s.counts["split"]) <= {"train", "val", "calib", "test"}
-    assert set(s.counts["kind"]) == {"frame", "rank_min", "rank_max"}
-    assert s.strips["strips"].sum() == len(STRIPS)
-    defect = s.strips[s.strips["label"] == "defect"]
-    assert set(defect["split"]) <= {"calib", "test"}
-    arrays = {a.name: a for a in s.arrays}
-    assert arrays["frames"].raw_bytes == n_acq * FRAMES * 128 * 160
-    assert arrays["patches"].rows == n_acq * PER_ACQ
-    assert all(0 < a.stored_bytes <= s.store_bytes and a.ratio > 0 for a in s.arrays)
-    assert list(s.intensity["region"]) == [0, 1, 2, 3]
-    assert s.intensity["patches"].sum() == 100
-    assert s.intensity["mean"].between(140, 175).all()  # the strip's grey, not the background
-    json.dumps(s.to_dict())  # one JSON document
-
-
-def test_stats_refuses_an_empty_workspace(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="no ingested acquisitions"):
-        stats(tmp_path)
-
-
 # --- commands -----------------------------------------------------------------------------
-
-
-def test_stats_command_table_and_json(built: Path) -> None:
-    res = CliRunner().invoke(app, ["stats", "-w", str(built), "--sample", "50"])
-    assert res.exit_code == 0, res.output
-    assert "patches per split" in res.output and "ratio" in res.output
-    res = CliRunner().invoke(app, ["stats", "-w", str(built), "--json"])
-    assert res.exit_code == 0, res.output
-    doc = json.loads(res.output)
-    assert doc["image"]["width"] == 160 and doc["arrays"][0]["name"] == "frames"
 
 
 def test_verify_command_exit_codes(ws: Path) -> None:

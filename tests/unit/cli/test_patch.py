@@ -24,6 +24,7 @@ from workspace_fixtures import write_pipeline
 from bfsdata.config.pipeline import AcquisitionConfig, PatchConfig, Pipeline, StoreConfig
 from bfsdata.ingest import ingest
 from bfsdata.patch.stage import patch
+from bfsdata.show import contact_sheet
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
 from bfsdata.synth import SynthConfig, synth
@@ -197,7 +198,15 @@ def test_preview_option_writes_a_contact_sheet(ws: Path) -> None:
 
 
 def test_preview_option_follows_the_selection(ws: Path) -> None:
-    ok(invoke("patch", "-w", ws, "--kinds", "rank_max", "--preview"))
+    """Only rank_max patches were cut, so the preview is their sheet (a frame sheet would have
+    nothing to show)."""
+    out = ok(invoke("patch", "-w", ws, "--kinds", "rank_max", "--preview"))
+    png = ws / "previews" / "acq-0.png"
+    assert str(png) in out.replace("\n", "")
+    first = _rows(ws).iloc[0]
+    assert (first.kind, int(first.acq)) == ("rank_max", 0)
+    img = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(img, contact_sheet(ws, 0, "rank_max"))
 
 
 # --- resume after kill -9 ---------------------------------------------------------------------

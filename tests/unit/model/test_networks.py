@@ -22,7 +22,7 @@ from bfsdata.model.blocks import norm_act, residual_block
 SMALL = ModelConfig(
     patch_size=32, base_width=4, stages=2, latent=8, disc_base_width=4, disc_stages=2
 )
-MODEL_DIR = Path(__file__).resolve().parent.parent / "bfsdata" / "model"
+MODEL_DIR = Path(__file__).resolve().parents[3] / "bfsdata" / "model"
 
 
 @pytest.fixture(scope="module")

@@ -217,7 +217,7 @@ def test_n_defective_rounds_half_up_and_keeps_one() -> None:
         ({"height": 32}, "height must be a whole number of pixels >= 64"),
         ({"defect_fraction": 1.5}, r"defect_fraction must be a share in \[0, 1\]"),
         ({"seed": -1}, "seed must be a whole number >= 0"),
-        ({"bit_depth": 12}, "bit_depth must be 8 or 16"),
+        ({"bit_depth": 10}, "bit_depth must be 8, 12 or 16"),
         ({"shift_px": -1.0}, "must be >= 0"),
         ({"shift_px": 40.0}, "more than the 32 px margin"),
         ({"gain": (1.1, 0.9)}, "0 < low <= high"),
