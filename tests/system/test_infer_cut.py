@@ -37,7 +37,8 @@ from workspace_fixtures import (
 
 from bfsdata.config.pipeline import Pipeline, images_of, parse_frames
 from bfsdata.imaging.cut import CutRecipe
-from bfsdata.infer import InferError, cut_image, cut_run, infer, thresholds_recipe
+from bfsdata.infer import InferError, infer
+from bfsdata.infer.inputs import cut_image, cut_run, thresholds_recipe
 from bfsdata.ingest import ingest
 from bfsdata.patch.stage import patch
 from bfsdata.report import report

@@ -32,7 +32,8 @@ from workspace_fixtures import (
 
 from bfsdata.cli import app
 from bfsdata.config.pipeline import PatchConfig
-from bfsdata.infer import InferError, infer, load_thresholds, run_folders
+from bfsdata.infer import InferError, infer
+from bfsdata.infer.inputs import load_thresholds, run_folders
 from bfsdata.report import report
 from bfsdata.score import ScoreError, load_scorer, score, scoring_rows
 
