@@ -5,8 +5,8 @@ written, so bad input is refused with nothing changed. Then each acquisition is 
 decodes its frames, computes the rank images and writes its own shard of `frames` and `rank`.
 The manifest is committed from the results as they arrive; it lists only acquisitions whose
 data is fully written, so a killed run leaves a valid workspace and the next run does the rest.
-Image folders (`raw_format="images"`, bfsdata.folder) go the same way: each image is one
-acquisition, written as one frame and its mask's label image, with no rank images.
+Image folders (`raw_format="images"`, bfsdata.sources.image_folders) go the same way: each
+image is one acquisition, written as one frame and its mask's label image, with no rank images.
 """
 
 from __future__ import annotations
@@ -22,20 +22,14 @@ import pandas as pd
 
 from bfsdata.config.pipeline import Pipeline
 from bfsdata.imaging.rank import rank_images
+from bfsdata.sources import acquisition_checks as checks
 from bfsdata.sources import image_decode as folder_image
 from bfsdata.sources import image_folders as folder
-from bfsdata.sources.image_file import (
-    FrameError,
-    FrameHeader,
-    check_header,
-    decode,
-    read_bytes,
-    read_header,
-)
+from bfsdata.sources.image_file import FrameError, FrameHeader, decode, read_bytes
 from bfsdata.sources.strip_folders import Acquisition, Problem, scan_raw
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
-from bfsdata.workspace import manifest, provenance
+from bfsdata.workspace import damage, manifest, paths, provenance
 from bfsdata.workspace.default_pipeline import remember_pipeline
 from bfsdata.workspace.faults import crash_point
 from bfsdata.workspace.parallel import default_workers, run_tasks
@@ -88,6 +82,7 @@ class _Task:
     header: FrameHeader
     ranks: tuple[int, ...]
     store: str  # store.store_url
+    sha256: str | None = None  # repair: the digest the files must still have, or nothing is written
 
 
 def ingest(
@@ -113,6 +108,7 @@ def ingest(
     """
     if raw_format not in RAW_FORMATS:
         raise ValueError(f"--format {raw_format!r}: expected {' or '.join(RAW_FORMATS)}")
+    paths.check_apart(raw_dir, workspace, store)
     opts = {"store": store, "processes": processes, "scheduler": scheduler}
     with session(workspace, "ingest", **opts) as address:
         ws = Path(workspace)
@@ -139,19 +135,18 @@ def _ingest(
     else:
         scan = scan_raw(Path(raw_dir), pipe.acquisition.frames)
     existing = manifest.read(ws, manifest.ACQUISITIONS)
+    damage.check(ws, existing)  # a re-run first finds the shards its rows point at whole
     done = set(zip(existing["strip"], existing["run"].astype(int), strict=True))
     todo = [a for a in scan.acquisitions if (a.strip, a.run) not in done]
     already = len(scan.acquisitions) - len(todo)
     problems = list(scan.problems)
-    check = folder.check_headers if images else _check_headers
-    headers = check(todo, _store_format(ws, existing), problems)
+    check = folder.check_headers if images else checks.check_headers
+    headers = check(todo, _store_format(ws, existing), problems, pipe.acquisition.max_pixels)
 
     if any(p.fatal for p in problems) or (problems and not skip_bad):
         raise IngestError(problems)
-    bad_runs = {(p.strip, p.run) for p in problems if p.run is not None}
-    bad_strips = {p.strip for p in problems if p.run is None and p.strip}
-    todo = [a for a in todo if (a.strip, a.run) not in bad_runs and a.strip not in bad_strips]
-    record_rejections(ws, problems)
+    todo, dropped = checks.drop_refused(todo, problems)
+    record_rejections(ws, [*problems, *dropped])
     rec = _record(pipe, Path(raw_dir))
     write_annotations(ws, scan.annotations, rec)
 
@@ -195,51 +190,17 @@ def _store_format(ws: Path, existing: pd.DataFrame) -> tuple[int, int, str] | No
     return int(first["height"]), int(first["width"]), str(first["dtype"])
 
 
-def _check_headers(
-    todo: list[Acquisition], fmt: tuple[int, int, str] | None, problems: list[Problem]
-) -> dict[tuple[str, int], FrameHeader]:
-    """One header per acquisition; frames that disagree are problems. Reads no pixels."""
-    out = {}
-    for acq in todo:
-        try:
-            first = None
-            for path in acq.frames:
-                h = read_header(path)
-                check_header(path, h)
-                if first is None:
-                    first = h
-                elif h != first:
-                    raise FrameError(
-                        path,
-                        "same-format",
-                        f"is {h.dtype} {h.height}x{h.width}, but "
-                        f"{acq.frames[0].name} is {first.dtype} {first.height}x{first.width}; all "
-                        "frames of an acquisition share size and bit depth",
-                    )
-            assert first is not None
-            if fmt is None:
-                fmt = (first.height, first.width, first.dtype)
-            elif (first.height, first.width, first.dtype) != fmt:
-                raise FrameError(
-                    acq.folder,
-                    "same-format",
-                    f"frames are {first.dtype} {first.height}x"
-                    f"{first.width}; this workspace holds {fmt[2]} {fmt[0]}x{fmt[1]} (one camera "
-                    "format per workspace)",
-                )
-            out[(acq.strip, acq.run)] = first
-        except FrameError as e:
-            problems.append(Problem(e.path, e.rule, e.message, acq.strip, acq.run))
-    return out
-
-
 def _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler, rec, images):
+    todo, failures = checks.first_that_decodes(ws, todo, headers, images)
+    if not todo:
+        return [], failures
     n_frames, ranks = pipe.acquisition.frames, pipe.acquisition.ranks
     h = headers[(todo[0].strip, todo[0].run)]
     store.clean_partials(ws)
     root = store.open_root(ws)
     if images:  # frames and masks, no rank images
-        arrays, ranks = folder_image.require_arrays(root, headers.values(), pipe.store), ()
+        heads = [headers[(a.strip, a.run)] for a in todo]
+        arrays, ranks = folder_image.require_arrays(root, heads, pipe.store), ()
     else:
         arrays = store.require_acquisition_arrays(
             root, n_frames, len(ranks), h.height, h.width, h.dtype, pipe.store
@@ -259,7 +220,6 @@ def _write_acquisitions(ws, pipe, todo, headers, existing, workers, scheduler, r
     ]
 
     new_rows: list[dict] = []
-    failures: list[Problem] = []
     committer = Committer(ws, manifest.ACQUISITIONS, existing, sort=("acq",), provenance=rec)
 
     def on_result(res: dict | Problem) -> None:
@@ -301,15 +261,18 @@ def _ingest_one(task: _Task) -> dict | Problem:
     n_bytes = 0
     try:
         for i, path in enumerate(acq.frames):
-            data = read_bytes(path)
+            data = read_bytes(path, hdr)
             n_bytes += len(data)
             digests.append(hashlib.sha256(data).digest())
             stack[i] = decode(path, data, hdr)
     except FrameError as e:
         return Problem(e.path, e.rule, e.message, acq.strip, acq.run)
+    sha256 = provenance.frames_sha256(digests)
+    if (changed := raw_changed(acq, task.sha256, sha256)) is not None:
+        return changed
     ranked = rank_images(stack, task.ranks)  # (R, H, W)
     _write_shards(task, (("frames", stack), ("rank", ranked)))
-    return _row(task, provenance.frames_sha256(digests), n_bytes)
+    return _row(task, sha256, n_bytes)
 
 
 def _ingest_image(task: _Task) -> dict | Problem:
@@ -319,8 +282,42 @@ def _ingest_image(task: _Task) -> dict | Problem:
         frame, labels, sha256, n_bytes = folder_image.load(task.acq, task.header, shape)
     except FrameError as e:
         return Problem(e.path, e.rule, e.message, task.acq.strip, task.acq.run)
+    if (changed := raw_changed(task.acq, task.sha256, sha256)) is not None:
+        return changed
     _write_shards(task, (("frames", frame), ("masks", labels)))
     return _row(task, sha256, n_bytes)
+
+
+def rewrite_acquisition(
+    acq: Acquisition,
+    row: int,
+    header: FrameHeader,
+    ranks: tuple[int, ...],
+    store_url: str,
+    sha256: str,
+    *,
+    images: bool = False,
+) -> dict | Problem:
+    """Decode one acquisition and write its shards at `row` again, as ingest first wrote them
+    (`bfsdata repair`): its manifest row, or a Problem, with nothing written, when its files
+    no longer have the digest `sha256` the manifest records."""
+    task = _Task(acq, row, header, tuple(ranks), store_url, sha256)
+    return (_ingest_image if images else _ingest_one)(task)
+
+
+def raw_changed(acq: Acquisition, recorded: str | None, sha256: str) -> Problem | None:
+    """The refusal to rebuild `acq` from files whose digest `sha256` is not the `recorded`
+    one (None: nothing to compare with)."""
+    if recorded is None or recorded == sha256:
+        return None
+    return Problem(
+        str(acq.folder),
+        "unchanged-raw",
+        f"its files' sha256 is {sha256[:12]}, the manifest records {recorded[:12]}: the raw "
+        "data changed since it was ingested, so it cannot rebuild the store's copy",
+        acq.strip,
+        acq.run,
+    )
 
 
 def _write_shards(task: _Task, named: tuple[tuple[str, np.ndarray], ...]) -> None:

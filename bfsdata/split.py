@@ -16,6 +16,7 @@ assigns only strips that arrived since.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from bfsdata.config.pipeline import SplitConfig
+from bfsdata.config.regular_files import InputFileError, read_regular
 from bfsdata.workspace import manifest, paths, provenance
 from bfsdata.workspace.counts import UNSPLIT, patch_table, strip_table
 from bfsdata.workspace.writes import write_atomic
@@ -126,12 +128,23 @@ def split(
 def read_strip_list(path: Path) -> list[str]:
     """Strip ids from a file: one per line (`#` comments allowed), or a CSV with a strip column."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise SplitError(f"{path}: no such test-strip file")
-    lines = [s.strip() for s in path.read_text().splitlines()]
+    if path.is_dir():
+        raise SplitError(
+            f"{path}: is a folder; --test-strips takes a file naming the test strips, one per "
+            "line (or a CSV with a 'strip' column)"
+        )
+    try:
+        text = read_regular(path, 2**24).decode("utf-8-sig")  # 16 MiB: millions of strip ids
+    except InputFileError as e:
+        raise SplitError(str(e)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SplitError(f"{path}: cannot be read as a text file ({e})") from None
+    lines = [s.strip() for s in text.splitlines()]
     lines = [s for s in lines if s and not s.startswith("#")]
     if lines and "," in lines[0]:
-        df = pd.read_csv(path, dtype=str, comment="#")
+        df = pd.read_csv(io.StringIO(text), dtype=str, comment="#")
         if "strip" not in df.columns:
             raise SplitError(
                 f"{path}: a CSV test-strip file needs a 'strip' column; found "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import sys
 import types
 import typing
@@ -17,8 +18,10 @@ from typing import Any
 import yaml
 
 from bfsdata.config.pipeline import ConfigError, Pipeline
+from bfsdata.config.regular_files import InputFileError, read_regular
 
 PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
+MAX_PIPELINE_BYTES = 2**20  # a pipeline is a few KiB of YAML
 
 
 def resolve_pipeline_path(name_or_path: str | Path) -> Path:
@@ -31,11 +34,13 @@ def resolve_pipeline_path(name_or_path: str | Path) -> Path:
 def load_pipeline(name_or_path: str | Path) -> Pipeline:
     """Read a pipeline by name (`bfs-5vial`, `demo`) or path; unknown keys are errors."""
     path = resolve_pipeline_path(name_or_path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         known = ", ".join(sorted(p.stem for p in PIPELINES_DIR.glob("*.yaml")))
         raise ConfigError(f"{path}: no such pipeline file (known names: {known})")
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_PIPELINE_BYTES)
+    except InputFileError as e:
+        raise ConfigError(str(e)) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
     data = _parse(path, raw)

@@ -1,6 +1,6 @@
 """Typed pipeline configuration, loaded once from `pipelines/*.yaml`.
 
-One frozen dataclass per concern (the training sections in bfsdata.train_config). Every value
+One frozen dataclass per concern (the training sections in bfsdata.config.training). Every value
 is validated when the dataclass is built, so a bad YAML fails before any work starts, with the
 file and the key in the message.
 """
@@ -10,13 +10,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from bfsdata.config.errors import ConfigError
+from bfsdata.config.errors import ConfigError, check_int
 from bfsdata.config.errors import check as _check
 from bfsdata.config.policy import parse_policy
-from bfsdata.config.training import AugmentConfig, LossConfig, ModelConfig, OptimConfig
+from bfsdata.config.training import (
+    AugmentConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    VariationConfig,
+)
 
 KINDS = ("frame", "rank_min", "rank_max")
-IMAGE_LAYOUTS = ("grid", "resize")  # layout modes of image-folder data (bfsdata.grid)
+IMAGE_LAYOUTS = ("grid", "resize")  # layout modes of image-folder data (bfsdata.imaging.tiling)
+
+# Upper bounds of the sizes a pipeline sets: far above any inspection line, low enough that no
+# file can ask for an allocation that fails with a traceback instead of a message naming the key.
+MAX_FRAMES = 1024  # frames per acquisition
+MAX_PIXELS_LIMIT = 2**30  # acquisition.max_pixels: OpenCV decodes no larger image
+MAX_PATCH = 2048  # px, side of a patch
+MAX_TILE = 16384  # px, side of a grid tile
+MAX_SHARD_BYTES = 2**30  # one patch shard, written whole from memory
 
 
 def kind_rank(kind: str, frames: int) -> int:
@@ -48,9 +62,14 @@ class AcquisitionConfig:
     # Images scored at test time: `frame` is the test_frames (the paper's protocol); a rank
     # image (rank_max: only what stayed put through the 16 frames) is one more image each.
     test_kinds: tuple[str, ...] = ("frame",)
+    # Pixels per frame (H x W) a file's header may declare: a larger one is refused from its
+    # header, naming the file, before anything is allocated or written (64 Mpx by default,
+    # about fifty times a 1024x1280 camera frame).
+    max_pixels: int = 64 * 2**20
 
     def __post_init__(self) -> None:
-        _check(self.frames >= 1, "acquisition.frames", f"must be >= 1, got {self.frames}")
+        check_int(self.frames, "acquisition.frames", 1, MAX_FRAMES)
+        check_int(self.max_pixels, "acquisition.max_pixels", 1, MAX_PIXELS_LIMIT, "OpenCV's limit")
         # one frame (image folders): a rank image would only repeat it
         ranks_ok = len(self.ranks) >= 1 or self.frames == 1
         _check(ranks_ok, "acquisition.ranks", "needs at least one rank (with frames > 1)")
@@ -83,7 +102,7 @@ class LayoutConfig:
 
     Numbers are scaled linearly to the ingested image size, so one layout serves the full-size
     camera frames and the small synthetic frames of the demo. Image folders (mode grid or
-    resize, bfsdata.grid) use only `mode`, `tile` and `stride`.
+    resize, bfsdata.imaging.tiling) use only `mode`, `tile` and `stride`.
     """
 
     mode: str = "fixed"  # fixed | auto (vial columns from the data) | grid | resize (images)
@@ -110,20 +129,23 @@ class LayoutConfig:
             "layout.mode",
             f"must be fixed or auto, got {self.mode!r} (or grid or resize for image folders)",
         )
-        _check(self.tile >= 1, "layout.tile", f"must be >= 1, got {self.tile}")
+        check_int(self.tile, "layout.tile", 1, MAX_TILE)
+        check_int(self.stride, "layout.stride", 1, MAX_TILE)
         _check(
-            1 <= self.stride <= self.tile,
+            self.stride <= self.tile,
             "layout.stride",
             f"must be 1..tile ({self.tile}): a longer step leaves pixels in no tile",
         )
         _check(self.background in ("dark", "bright"), "layout.background", "must be dark or bright")
         _check(h > 0 and w > 0, "layout.reference_size", "must be positive")
+        for side in (h, w):
+            check_int(side, "layout.reference_size", 1, 2**16)
         _check(
             0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w,
             "layout.strip_box",
             f"{self.strip_box} leaves the {h}x{w} reference image",
         )
-        _check(self.vials >= 1, "layout.vials", f"must be >= 1, got {self.vials}")
+        check_int(self.vials, "layout.vials", 1, 64)
         _check(len(self.regions) >= 1, "layout.regions", "needs at least one band")
         last = -1
         for i, (top, bottom) in enumerate(self.regions):
@@ -167,13 +189,13 @@ class PatchConfig:
     acq_per_task: int = 2  # per parallel task; small, so that the last tasks end together
 
     def __post_init__(self) -> None:
-        _check(self.size >= 8, "patch.size", f"must be >= 8, got {self.size}")
+        check_int(self.size, "patch.size", 8, MAX_PATCH)
         _check(self.resize in ("auto", "native"), "patch.resize", "must be auto or native")
         _check(len(self.kinds) >= 1, "patch.kinds", "needs at least one kind")
         for k in self.kinds:
             _check(k in KINDS, "patch.kinds", f"unknown kind {k!r}; known: {', '.join(KINDS)}")
         _check(self.input_bits == 0 or 8 < self.input_bits <= 16, "patch.input_bits", "0 or 9..16")
-        _check(self.acq_per_task >= 1, "patch.acq_per_task", "must be >= 1")
+        check_int(self.acq_per_task, "patch.acq_per_task", 1, 1024)
         try:
             parse_frames(self.frames, 10_000)
         except ConfigError as e:
@@ -191,7 +213,7 @@ class StoreConfig:
         _check(self.cname in ("zstd", "lz4", "lz4hc", "zlib", "blosclz"), "store.cname", "unknown")
         _check(0 <= self.clevel <= 9, "store.clevel", f"must be 0..9, got {self.clevel}")
         _check(self.shuffle in ("noshuffle", "shuffle", "bitshuffle"), "store.shuffle", "unknown")
-        _check(self.patch_shard >= 1, "store.patch_shard", "must be >= 1")
+        check_int(self.patch_shard, "store.patch_shard", 1, 2**16)
 
 
 @dataclass(frozen=True)
@@ -204,7 +226,7 @@ class SplitConfig:
     def __post_init__(self) -> None:
         _check(0 <= self.val < 1, "split.val", f"must be in [0, 1), got {self.val}")
         _check(0 <= self.calib < 1, "split.calib", f"must be in [0, 1), got {self.calib}")
-        _check(self.test_good >= 0, "split.test_good", "must be >= 0")
+        check_int(self.test_good, "split.test_good", 0, 10**6)
 
 
 @dataclass(frozen=True)
@@ -215,10 +237,13 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     kinds: tuple[str, ...] = KINDS  # which patch kinds train on
     seed: int = 0  # every random draw of training (shuffle, augmentation, init)
+    method: str = "gan"  # gan (GRD-Net) | variation (per-position band, no TensorFlow)
+    variation: VariationConfig = field(default_factory=VariationConfig)
 
     def __post_init__(self) -> None:
         for k in self.kinds:
             _check(k in KINDS, "train.kinds", f"unknown kind {k!r}")
+        _check(self.method in ("gan", "variation"), "train.method", "must be gan or variation")
 
 
 @dataclass(frozen=True)
@@ -238,8 +263,8 @@ class ReportConfig:
         _check(6 <= self.min_agree <= 10, "report.min_agree", "must be 6..10 (of 10 runs)")
         _check(0 < self.alpha < 1, "report.alpha", "must be in (0, 1)")
         _check(self.slot_ms > 0, "report.slot_ms", "must be > 0")
-        _check(self.gallery >= 0, "report.gallery", "must be >= 0")
-        _check(self.batch >= 1, "report.batch", "must be >= 1")
+        check_int(self.gallery, "report.gallery", 0, 10_000)
+        check_int(self.batch, "report.batch", 1, 2**16)
 
 
 @dataclass(frozen=True)
@@ -254,6 +279,15 @@ class Pipeline:
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = ""  # file the pipeline was read from
     sha256: str = ""  # of that file's bytes: provenance of every output
+
+    def __post_init__(self) -> None:
+        size, shard = self.patch.size, self.store.patch_shard
+        _check(
+            shard * size * size <= MAX_SHARD_BYTES,
+            "store.patch_shard",
+            f"{shard} patches of {size}x{size} px make shards over {MAX_SHARD_BYTES >> 20} MiB, "
+            "each written whole from memory; use fewer patches per shard",
+        )
 
     @property
     def model(self) -> ModelConfig:

@@ -11,12 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bfsdata.config.pipeline import IMAGE_LAYOUTS, Pipeline, kind_rank
+from bfsdata.config.pipeline import IMAGE_LAYOUTS, AcquisitionConfig, Pipeline, kind_rank
 from bfsdata.imaging.cut import CutRecipe, RecipeError, Windows, cut, locate
 from bfsdata.imaging.rank import rank_images
 from bfsdata.imaging.tiling import TilingError
 from bfsdata.sources.image_decode import read_image
-from bfsdata.sources.image_file import FrameError, check_header, decode, read_header
+from bfsdata.sources.image_file import (
+    FrameError,
+    check_header,
+    check_pixels,
+    decode,
+    read_bytes,
+    read_header,
+)
 from bfsdata.sources.image_folders import IMAGE_RE, image_id
 from bfsdata.sources.strip_folders import FRAME_RE, RUN_RE
 from bfsdata.workspace import provenance
@@ -122,9 +129,17 @@ def test_images(pipe: Pipeline, th: dict) -> list[tuple[str, int]]:
     return acq.test_images()
 
 
-def cut_run(folder: Path, recipe: CutRecipe, n: int, test: list[tuple[str, int]]):
+def cut_run(
+    folder: Path,
+    recipe: CutRecipe,
+    n: int,
+    test: list[tuple[str, int]],
+    max_pixels: int = AcquisitionConfig.max_pixels,
+):
     """Decode one run folder of `n` frames and cut its `test` images (kind, frame) as `recipe`
-    says: (test images (I, H, W), boxes (V, R, 4), patches (I * V * R, P, P) uint8, meta)."""
+    says: (test images (I, H, W), boxes (V, R, 4), patches (I * V * R, P, P) uint8, meta).
+    Frames are read as ingest reads them: regular files, their size checked from the header
+    (`max_pixels`, acquisition.max_pixels) before anything is allocated."""
     files = {}
     for p in folder.iterdir():
         m = FRAME_RE.match(p.name)
@@ -135,7 +150,8 @@ def cut_run(folder: Path, recipe: CutRecipe, n: int, test: list[tuple[str, int]]
     try:
         header = read_header(files[0])
         check_header(files[0], header)
-        data = [files[i].read_bytes() for i in range(n)]
+        check_pixels(files[0], header, max_pixels)
+        data = [read_bytes(files[i], header) for i in range(n)]
         stack = np.stack([decode(files[i], d, header) for i, d in enumerate(data)])
     except FrameError as e:
         raise InferError(str(e)) from None

@@ -1,4 +1,5 @@
-"""One image of an image folder (bfsdata.folder): decoded to grayscale, its mask a label image.
+"""One image of an image folder (bfsdata.sources.image_folders): decoded to grayscale, its mask
+a label image.
 
 Pixels: RGB becomes grayscale by the ITU-R BT.601 luma rule Y = 0.299 R + 0.587 G + 0.114 B,
 rounded, in the input dtype (OpenCV COLOR_BGR2GRAY), 8- or 16-bit as the file is. Images of
@@ -72,7 +73,7 @@ def load(
     for path in (acq.frames[0], acq.mask):
         if path is None:
             continue
-        data = read_bytes(path)
+        data = read_bytes(path, header)
         n_bytes += len(data)
         digests.append(hashlib.sha256(data).digest())
         if path == acq.mask:
@@ -89,7 +90,7 @@ def read_image(path: Path) -> np.ndarray:
     h = read_header(path)
     if h.channels not in (1, 3) or h.dtype not in ("uint8", "uint16"):
         raise FrameError(path, "image-format", "images must be 8- or 16-bit grayscale or RGB")
-    return _decode(path, path.read_bytes(), (h.height, h.width), h.dtype)
+    return _decode(path, read_bytes(path, h), (h.height, h.width), h.dtype)
 
 
 def _decode(path: Path, data: bytes, size: tuple[int, int], dtype: str | None = None) -> np.ndarray:

@@ -7,10 +7,13 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 import tifffile
+
+from bfsdata.config.regular_files import SIZE_RULE, InputFileError, open_regular, read_regular
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> channels (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)
@@ -40,25 +43,43 @@ def read_header(path: Path) -> FrameHeader:
     """Shape and sample type from the file header, without decoding pixels.
 
     A file cut short (an interrupted copy) is refused here too, from its last bytes, so that
-    ingest refuses it before writing anything rather than when it fails to decode.
+    ingest refuses it before writing anything rather than when it fails to decode; so is
+    anything but a regular file, and a file much larger than the pixels it declares.
     """
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(33)
+            if not head:
+                raise FrameError(path, "not-empty", "is an empty (zero-byte) file")
             size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - PNG_TAIL))
-            tail = fh.read()
+            if path.suffix.lower() == ".png":
+                fh.seek(max(0, size - PNG_TAIL))
+                h = _png_header(path, head, fh.read(PNG_TAIL), size)
+            else:
+                fh.seek(0)
+                h = _tiff_header(path, fh, size)
+    except InputFileError as e:
+        raise FrameError(e.path, e.rule, e.message) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise FrameError(
                 path, "symlink-loop", "is a symbolic link loop: it never reaches a file"
             ) from None
         raise FrameError(path, "readable", f"cannot be read ({e.strerror or e})") from None
-    if not head:
-        raise FrameError(path, "not-empty", "is an empty (zero-byte) file")
-    if path.suffix.lower() == ".png":
-        return _png_header(path, head, tail, size)
-    return _tiff_header(path, size)
+    if size > byte_cap(h):
+        raise FrameError(
+            path,
+            SIZE_RULE,
+            f"is {size:,} bytes, more than a {h.height}x{h.width} image takes (at most "
+            f"{byte_cap(h):,}): it holds something else",
+        )
+    return h
+
+
+def byte_cap(h: FrameHeader) -> int:
+    """The most bytes a file of this header is read for: twice its pixels uncompressed at 4
+    bytes a sample (more than any depth bfsdata reads), and 1 MiB of metadata."""
+    return 2 * h.height * h.width * max(h.channels, 1) * 4 + 2**20
 
 
 def _png_header(path: Path, head: bytes, tail: bytes, size: int) -> FrameHeader:
@@ -77,9 +98,9 @@ def _png_header(path: Path, head: bytes, tail: bytes, size: int) -> FrameHeader:
     return FrameHeader(height, width, PNG_CHANNELS.get(colour, 0), dtype)
 
 
-def _tiff_header(path: Path, size: int) -> FrameHeader:
+def _tiff_header(path: Path, fh: BinaryIO, size: int) -> FrameHeader:
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(fh, name=path.name) as tif:
             if len(tif.pages) != 1:
                 raise FrameError(path, "single-page", f"has {len(tif.pages)} pages; expected 1")
             page = tif.pages[0]
@@ -99,6 +120,18 @@ def _tiff_header(path: Path, size: int) -> FrameHeader:
     return h
 
 
+def check_pixels(path: Path, h: FrameHeader, max_pixels: int) -> None:
+    """Refuse a header declaring more than `max_pixels` (acquisition.max_pixels), before
+    anything of that size is allocated: a tiny file can claim 20000x20000."""
+    if h.height * h.width > max_pixels:
+        raise FrameError(
+            path,
+            "max-pixels",
+            f"declares {h.height}x{h.width} = {h.height * h.width:,} pixels; frames may have at "
+            f"most {max_pixels:,} (acquisition.max_pixels in the pipeline)",
+        )
+
+
 def check_header(path: Path, h: FrameHeader) -> None:
     if h.channels != 1:
         raise FrameError(
@@ -111,10 +144,13 @@ def check_header(path: Path, h: FrameHeader) -> None:
         raise FrameError(path, "bit-depth", f"is {h.dtype}; frames must be 8- or 16-bit")
 
 
-def read_bytes(path: Path) -> bytes:
-    """A frame file's bytes, read once for both its digest and its decode."""
+def read_bytes(path: Path, expect: FrameHeader) -> bytes:
+    """A frame file's bytes, read once for both its digest and its decode; at most
+    `byte_cap(expect)` of them, from a regular file."""
     try:
-        return path.read_bytes()
+        return read_regular(path, byte_cap(expect))
+    except InputFileError as e:
+        raise FrameError(e.path, e.rule, e.message) from None
     except OSError as e:
         raise FrameError(path, "readable", f"cannot be read ({e.strerror})") from None
 

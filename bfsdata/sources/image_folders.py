@@ -28,7 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from bfsdata.config.pipeline import IMAGE_LAYOUTS, LayoutConfig
-from bfsdata.sources.image_file import FrameError, FrameHeader, read_header
+from bfsdata.sources.image_file import FrameError, FrameHeader, check_pixels, read_header
+from bfsdata.sources.labels_csv import case_twins
 from bfsdata.sources.strip_folders import STRIP_RE, Acquisition, Problem, RawScan, list_folder
 from bfsdata.store import location as store
 from bfsdata.workspace import manifest, paths
@@ -90,6 +91,7 @@ def scan_images(root: Path) -> RawScan:
                 acq = _acquisition(img, part, scan)
                 if acq is not None:
                     found[acq.strip] = acq
+    scan.problems += case_twins({a.folder: a.strip for a in found.values()})
     masks = _masks(root / "ground_truth", found, scan)
     scan.acquisitions = sorted(
         (dataclasses.replace(a, mask=masks.get(a.strip)) for a in found.values()),
@@ -213,19 +215,34 @@ def _masks(gt: Path, found: dict[str, ImageAcquisition], scan: RawScan) -> dict[
 
 
 def check_headers(
-    todo: list[ImageAcquisition], fmt: tuple[int, int, str] | None, problems: list[Problem]
+    todo: list[ImageAcquisition],
+    fmt: tuple[int, int, str] | None,
+    problems: list[Problem],
+    max_pixels: int,
 ) -> dict[tuple[str, int], FrameHeader]:
     """One header per image (its own size: sizes may differ); masks must match their image.
 
     `fmt` is what the store holds: (H, W) the largest size it takes, and the dtype. Reads no
-    pixels. Broken rules become problems.
+    pixels. Broken rules become problems. `max_pixels` (acquisition.max_pixels) bounds each
+    image and, for a new store, the frame of the largest height and width it will be sized to.
     """
     out = {}
     dtype = fmt[2] if fmt else None
+    largest = (0, 0)  # (H, W) of the new store's frames, from the images accepted so far
     for acq in todo:
         path = acq.frames[0]
         try:
             h = read_header(path)
+            check_pixels(path, h, max_pixels)
+            grown = (max(largest[0], h.height), max(largest[1], h.width))
+            if not fmt and grown[0] * grown[1] > max_pixels:
+                raise FrameError(
+                    path,
+                    "max-pixels",
+                    f"is {h.height}x{h.width}: with the images before it the store's frames "
+                    f"(the largest height and width) would be {grown[0]}x{grown[1]}, over "
+                    f"{max_pixels:,} pixels (acquisition.max_pixels in the pipeline)",
+                )
             if h.channels not in (1, 3):
                 raise FrameError(
                     path,
@@ -252,6 +269,7 @@ def check_headers(
             if acq.mask is not None:
                 _check_mask(acq.mask, h)
             out[(acq.strip, acq.run)] = h
+            largest = grown
         except FrameError as e:
             problems.append(Problem(e.path, e.rule, e.message, acq.strip, acq.run))
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bfsdata.sources.labels_csv import STRIP_RE, read_labels_csv
+from bfsdata.sources.labels_csv import STRIP_RE, case_twins, read_labels_csv
 from bfsdata.workspace.problems import Problem
 
 LABEL_DIRS = ("good", "defect")
@@ -65,6 +65,7 @@ def scan_raw(raw: Path, n_frames: int) -> RawScan:
         )
         return scan
     strip_dirs, labels = _top_level(raw, scan)
+    scan.problems += case_twins({p: p.name for p, _ in strip_dirs})
     seen: dict[tuple[str, int], Path] = {}
     for strip_dir, folder_label in strip_dirs:
         scan.strips.add(strip_dir.name)
@@ -235,12 +236,12 @@ def _scan_strip(strip_dir: Path, label: str, n_frames: int, scan: RawScan) -> li
         if kind is None:
             continue
         if kind != "dir":
+            # Refuses this entry only (no strip): the strip's runs are valid all the same.
             scan.problems.append(
                 Problem(
                     str(run_dir),
                     "raw-layout",
                     "unexpected entry in a strip folder (expected run_<n> folders)",
-                    strip,
                 )
             )
             continue

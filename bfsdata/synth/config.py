@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bfsdata.config.pipeline import MAX_FRAMES
 from bfsdata.synth.geometry import (
     REF_HEIGHT,
     REF_WIDTH,
@@ -22,6 +23,7 @@ from bfsdata.synth.primitives import RIMS
 
 TRANSFORM_COLUMNS = ("strip", "run", "dx", "dy", "angle_deg", "gain")
 MIN_SIDE = 64  # px: below this the 12 px web between vials is a fraction of a pixel
+MAX_SIDE = 8192  # px: 8192 x 8192 is the most pixels a pipeline takes by default (max_pixels)
 MAX_GAIN = 1.25  # brightest product (~205 grey) times this still fits in 8 bits
 BIT_DEPTHS = (8, 12, 16)  # 12: 12 significant bits in uint16 PNGs (patch.input_bits: 12)
 # Ranges of the look knobs: (lo, hi, unit). Within them every defect fits its region and
@@ -100,6 +102,13 @@ class SynthConfig:
                     f"synth {name} must be a whole number of pixels >= {MIN_SIDE}, got {value!r};"
                     " the strip geometry does not resolve below that"
                 )
+            if value > MAX_SIDE:
+                raise ValueError(
+                    f"synth {name} must be <= {MAX_SIDE} px, got {value}: larger frames exceed "
+                    "the pixels a pipeline takes (acquisition.max_pixels)"
+                )
+        if self.frames > MAX_FRAMES:
+            raise ValueError(f"synth frames must be <= {MAX_FRAMES}, got {self.frames}")
         if not 0.0 <= self.defect_fraction <= 1.0:
             raise ValueError(
                 f"synth defect_fraction must be a share in [0, 1], got {self.defect_fraction!r}"

@@ -17,6 +17,9 @@ which lies below the workspace and must find them without it; they are taken fro
 
 Run and report names become folder names, so they are names, not paths: `[A-Za-z0-9._-]+`, and
 not `.` or `..`. Anything else could reach outside the workspace (`../x`, `/tmp/x`).
+
+The raw folder is input only: neither the workspace nor the store may be it or lie inside it,
+and it may not lie inside a folder bfsdata fills (`check_apart`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ ANNOTATIONS = "annotations"
 
 # Inside runs/<name>/ and reports/<name>/
 RUN_CONFIG = "config.yaml"  # the resolved pipeline and the run's provenance
-MODEL = "export/saved_model"  # the model `report` and `infer` score with
+MODEL = "export/saved_model"  # the GAN's model, which `report` and `infer` score with
+VARIATION_MODEL = "export/variation.npz"  # the variation model's, in its place
+MODEL_INFO = "export/model.json"  # patch size, score, cut recipe and provenance of either
 METRICS = "metrics.json"
 THRESHOLDS = "thresholds.json"
 
@@ -60,6 +65,33 @@ def checked_name(name: str, option: str) -> str:
             "it becomes a folder of the workspace, so it cannot be a path"
         )
     return name
+
+
+def check_apart(raw: Path, workspace: Path, store_url: str | None = None) -> None:
+    """Refuse to write into the raw folder: the workspace or the store (`store_url`, as given to
+    --store, else where the workspace keeps it) being the raw folder or inside it, or the raw
+    folder inside a folder they fill. Paths are compared resolved, links followed, so a link
+    into the raw folder or a file:// URL is caught like the plain path."""
+    raw_at = Path(raw).resolve()
+    data = store.data_root(workspace) if store_url is None else store.location(store_url)
+    places = [("the workspace", Path(workspace), (MANIFESTS, RUNS, REPORTS, INFER, PREVIEWS))]
+    if isinstance(data, Path):  # a URL (s3://, memory://) is no folder of this machine
+        places.append(("the store", data, (STORE_NAME, MANIFESTS)))
+    for what, place, filled in places:
+        at = place.resolve()
+        seen = f" (links followed: {at} and {raw_at})" if at != place.absolute() else ""
+        if at == raw_at or raw_at in at.parents:
+            where = "is" if at == raw_at else "is inside"
+            raise ValueError(
+                f"{place}: {what} {where} the raw folder {raw}{seen}, which is input only: "
+                f"bfsdata would write among its files; put {what} outside it [rule: raw-apart]"
+            )
+        for name in filled:
+            if at / name == raw_at or at / name in raw_at.parents:
+                raise ValueError(
+                    f"{raw}: the raw folder is inside {place / name}, which {what} {place} fills"
+                    f"{seen}; move the raw folder or choose another place [rule: raw-apart]"
+                )
 
 
 def pipeline_file(workspace: Path) -> Path:
@@ -96,6 +128,13 @@ def split_args_file(workspace: Path) -> Path:
 
 def run_dir(workspace: Path, name: str, option: str = "--run") -> Path:
     return Path(workspace) / RUNS / checked_name(name, option)
+
+
+def model_path(run_dir: Path) -> Path:
+    """The model `report` and `infer` score with: the variation model's file when the run has
+    one (`bfsdata train --model variation`), else the GAN's SavedModel folder."""
+    variation = Path(run_dir) / VARIATION_MODEL
+    return variation if variation.is_file() else Path(run_dir) / MODEL
 
 
 def run_key(name: str, inside: str = "") -> str:

@@ -10,6 +10,8 @@ class Problem:
     source: str  # file or folder
     rule: str
     message: str
+    # What the problem refuses: one run of a strip, every run of it (run None), or, with
+    # neither, only `source` itself (a stray file beside valid runs refuses none of them).
     strip: str | None = None
     run: int | None = None
     fatal: bool = False  # nothing can be ingested, even with --skip-bad

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from hostile_files import padded_png, png_claiming
 
 from bfsdata.config.files import PIPELINES_DIR
 
@@ -83,6 +84,38 @@ def extra_frame_index(raw: Path) -> Path:
 def unknown_file_in_run(raw: Path) -> Path:
     path = raw / "A1" / "run_1" / "notes.txt"
     path.write_text("operator: shift 2\n")
+    return path
+
+
+def unknown_file_in_strip(raw: Path) -> Path:
+    path = raw / "A1" / "stray.txt"  # beside the runs: they stay valid (issue 22)
+    path.write_text("x\n")
+    return path
+
+
+def header_bomb(raw: Path) -> Path:
+    return png_claiming(_frame(raw), 20_000, 20_000)  # 400 Mpx claimed by a few dozen bytes
+
+
+def header_of_two_to_the_31(raw: Path) -> Path:
+    return png_claiming(_frame(raw), 2**31, 1)
+
+
+def padded_frame(raw: Path) -> Path:
+    return padded_png(_frame(raw), 2**21)  # 2 MiB of a private chunk in a 32x40 frame
+
+
+def frame_links_to_dev_zero(raw: Path) -> Path:
+    path = _frame(raw)
+    path.unlink()
+    path.symlink_to("/dev/zero")  # reads for ever
+    return path
+
+
+def frame_is_a_fifo(raw: Path) -> Path:
+    path = _frame(raw)
+    path.unlink()
+    os.mkfifo(path)  # blocks a reader until a writer comes
     return path
 
 
@@ -223,6 +256,17 @@ def labels_unicode_strip(raw: Path) -> Path:
     return _labels(raw, *GOOD_ROWS, "Ström,good,,,")
 
 
+def labels_defect_is_a_formula(raw: Path) -> Path:
+    return _labels(raw, GOOD_ROWS[0], "B2,defect,=cmd(),2,1")
+
+
+def labels_is_a_fifo(raw: Path) -> Path:
+    path = raw / "labels.csv"
+    path.unlink()
+    os.mkfifo(path)
+    return path
+
+
 def _pipeline(raw: Path, old: str, new: str) -> Path:
     path = raw.parent / "bad pipeline.yaml"  # beside the raw folder: a file inside would be a case
     text = (PIPELINES_DIR / "demo.yaml").read_text()
@@ -259,6 +303,28 @@ def pipeline_not_yaml(raw: Path) -> Path:
     return _pipeline(raw, "name: demo", "name: [demo")
 
 
+def pipeline_patch_size_huge(raw: Path) -> Path:
+    return _pipeline(raw, "  size: 64", "  size: 20000")  # a 134 GiB allocation in patch
+
+
+def pipeline_patch_size_enormous(raw: Path) -> Path:
+    return _pipeline(raw, "  size: 64", "  size: 100000000000000000000")
+
+
+def pipeline_shard_too_large(raw: Path) -> Path:
+    return _pipeline(raw, "  patch_shard: 256", "  patch_shard: 1000000")
+
+
+def pipeline_batch_too_large(raw: Path) -> Path:
+    return _pipeline(raw, "    batch: 16", "    batch: 10000000")
+
+
+def pipeline_is_a_fifo(raw: Path) -> Path:
+    path = raw.parent / "pipeline fifo.yaml"
+    os.mkfifo(path)
+    return path
+
+
 @dataclass(frozen=True)
 class Case:
     breaks: Callable[[Path], Path]
@@ -288,11 +354,17 @@ CASES = [
     Case(extra_frame_index, "frame-count", A1_1),
     Case(unknown_file_in_run, "raw-layout", A1_1),
     Case(unknown_file_at_top, "raw-layout"),
+    Case(unknown_file_in_strip, "raw-layout"),  # refuses itself only: A1's runs are kept
+    Case(header_bomb, "max-pixels", A1_1),
+    Case(header_of_two_to_the_31, "max-pixels", A1_1),
+    Case(padded_frame, "file-size", A1_1),
+    Case(frame_links_to_dev_zero, "regular-file", A1_1),
+    Case(frame_is_a_fifo, "regular-file", A1_1),
     Case(run_without_frames, "frame-count"),
     Case(strip_without_runs, "raw-layout"),
     Case(unicode_strip, "strip-id"),
     Case(space_in_strip, "strip-id"),
-    Case(non_ascii_run_digit, "raw-layout", B2),  # an entry of the strip folder: all of B2
+    Case(non_ascii_run_digit, "raw-layout", B2_2),  # not a run: B2 keeps run_1
     Case(unicode_and_space_in_a_file, "raw-layout", B2_2),
     Case(newline_after_a_frame_name, "raw-layout", A1_1),
     Case(undecodable_name, "strip-id"),
@@ -310,6 +382,8 @@ CASES = [
     Case(labels_conflicting, "labels-csv", A1),
     Case(labels_vial_out_of_range, "labels-csv", B2),
     Case(labels_unicode_strip, "labels-csv"),
+    Case(labels_defect_is_a_formula, "labels-csv", B2),
+    Case(labels_is_a_fifo, "regular-file", fatal=True),
     Case(pipeline_unknown_key, "unknown key store.'colour'", pipeline=True, fatal=True),
     Case(pipeline_out_of_range, "store.clevel", pipeline=True, fatal=True),
     Case(pipeline_wrong_type, "acquisition.frames", pipeline=True, fatal=True),
@@ -317,4 +391,9 @@ CASES = [
     Case(pipeline_sections_disagree, "patch.size", pipeline=True, fatal=True),
     Case(pipeline_duplicate_key, "key 'clevel' given twice", pipeline=True, fatal=True),
     Case(pipeline_not_yaml, "not valid YAML", pipeline=True, fatal=True),
+    Case(pipeline_patch_size_huge, "patch.size: must be <= 2048", pipeline=True, fatal=True),
+    Case(pipeline_patch_size_enormous, "patch.size: must be <=", pipeline=True, fatal=True),
+    Case(pipeline_shard_too_large, "store.patch_shard", pipeline=True, fatal=True),
+    Case(pipeline_batch_too_large, "train.optim.batch", pipeline=True, fatal=True),
+    Case(pipeline_is_a_fifo, "[rule: regular-file]", pipeline=True, fatal=True),
 ]

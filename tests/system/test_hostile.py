@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from cli_helpers import invoke, ok, refused
 
@@ -132,13 +133,17 @@ def test_skip_bad_ingests_the_rest_and_records_the_refusal(
     assert set(zip(rows["strip"], rows["run"].astype(int), strict=True)) == ALL - case.lost
     rej = manifest.read(ws, REJECTED)
     shown = printable(str(offending))
-    named = [
-        rule
-        for source, rule in zip(rej["source"], rej["rule"], strict=True)
-        if source == shown or source.startswith(f"{shown}:")  # labels.csv:<line>
-    ]
-    assert named == [case.rule], rej.to_string()
-    assert len(rej) == 1, rej.to_string()
+    # labels.csv:<line> names the file too
+    names_it = [src == shown or src.startswith(f"{shown}:") for src in rej["source"]]
+    assert list(rej["rule"][names_it]) == [case.rule], rej.to_string()
+    # Every acquisition left out has its row: the offending one's, or its own when its strip
+    # is refused. Other rows are those own rows, one per acquisition left out.
+    runs = [int(r) if pd.notna(r) else None for r in rej["run"]]
+    pairs = list(zip(rej["strip"], runs, strict=True))
+    left_out = {(s, r) for s, r in case.lost if (raw / s / f"run_{r}").is_dir()}
+    assert left_out <= set(pairs), rej.to_string()
+    own = [pair for pair, n in zip(pairs, names_it, strict=True) if not n]
+    assert sorted(own) == sorted(set(own)) and set(own) <= left_out, rej.to_string()
 
 
 def test_unicode_and_spaces_above_the_raw_folder_are_fine(tmp_path: Path, make_raw) -> None:
@@ -162,3 +167,68 @@ def test_a_raw_folder_whose_path_is_not_utf8_is_refused(tmp_path: Path, make_raw
     assert "Rohdaten-\\xf6: has a path that is not UTF-8" in err
     assert "[rule: raw-folder]" in err
     assert not ws.exists()
+
+
+# --- the raw folder is input only ---------------------------------------------------------------
+
+
+def _into_raw(tmp_path: Path, raw: Path, form: str) -> tuple[Path, str | None, str]:
+    """(workspace, --store, the path the refusal names) of each way to point output at `raw`."""
+    link = tmp_path / "link"
+    if form == "ws-links-into-raw":
+        link.symlink_to(raw / "A1")
+    elif form == "store-links-to-raw":
+        link.symlink_to(raw)
+    ws = tmp_path / "ws"
+    return {
+        "ws-is-raw": (raw, None, str(raw)),
+        "ws-inside-raw": (raw / "sub", None, str(raw / "sub")),
+        "ws-links-into-raw": (link, None, str(link)),
+        "store-is-raw": (ws, str(raw.resolve()), str(raw.resolve())),
+        "store-inside-raw": (ws, str(raw / "store"), str(raw / "store")),
+        "store-url-is-raw": (ws, f"file://{raw.resolve()}", str(raw.resolve())),
+        "store-url-inside-raw": (ws, f"file://{raw.resolve()}/store", f"{raw.resolve()}/store"),
+        "store-links-to-raw": (ws, str(link), str(link)),
+    }[form]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "ws-is-raw",
+        "ws-inside-raw",
+        "ws-links-into-raw",
+        "store-is-raw",
+        "store-inside-raw",
+        "store-url-is-raw",
+        "store-url-inside-raw",
+        "store-links-to-raw",
+    ],
+)
+def test_nothing_is_written_into_the_raw_folder(
+    tmp_path: Path, make_raw, snapshot, form: str
+) -> None:
+    raw = make_raw(tmp_path / "raw", strips=STRIPS, runs=RUNS, frames=FRAMES, shape=SHAPE)
+    ws, store, named = _into_raw(tmp_path, raw, form)
+    before = _tree(raw, snapshot)
+    extra = ("--store", store) if store else ()
+    err = refused(invoke("ingest", raw, "-w", ws, *ARGS, *extra))
+    assert "[rule: raw-apart]" in err and named in err and str(raw) in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert _tree(raw, snapshot) == before
+    assert not (tmp_path / "ws").exists()
+
+
+def test_a_raw_folder_inside_what_the_workspace_fills_is_refused(tmp_path: Path, make_raw) -> None:
+    ws = tmp_path / "ws"
+    raw = make_raw(ws / "manifests" / "raw", strips=STRIPS, runs=RUNS, frames=FRAMES, shape=SHAPE)
+    err = refused(invoke("ingest", raw, "-w", ws, *ARGS))
+    assert f"{raw}: the raw folder is inside {ws / 'manifests'}" in err
+    assert "[rule: raw-apart]" in err
+
+
+def test_a_raw_folder_beside_the_workspaces_own_files_is_fine(tmp_path: Path, make_raw) -> None:
+    ws = tmp_path / "ws"  # as `bfsdata demo` lays it out: <ws>/raw
+    raw = make_raw(ws / "raw", strips=STRIPS, runs=RUNS, frames=FRAMES, shape=SHAPE)
+    ok(invoke("ingest", raw, "-w", ws, *ARGS))
+    assert len(manifest.read(ws, ACQUISITIONS)) == len(ALL)

@@ -84,7 +84,7 @@ def _duplicate_run(run_dir: Path) -> str:
 
 
 RUN_BREAKAGES = [
-    (_unreadable, "readable"),
+    (_unreadable, "regular-file"),  # a folder where a frame file should be
     (_zero_bytes, "not-empty"),
     (_text_as_png, "valid-image"),
     (_extra_frame, "frame-count"),
@@ -327,4 +327,10 @@ def test_skip_bad_records_every_labels_csv_refusal(tmp_path: Path, make_raw, tin
     s = ingest(raw, tmp_path / "ws", tiny_pipe, skip_bad=True)
     assert s.ingested == 2 and s.rejected == 2  # A1 refused (conflict), Z9 has no folder
     rej = manifest.read(tmp_path / "ws", REJECTED)
-    assert sorted(rej["strip"]) == ["A1", "Z9"]
+    whole = rej[rej["run"].isna()]  # the labels.csv rows
+    assert sorted(whole["strip"]) == ["A1", "Z9"]
+    # and a row for each acquisition the conflict left out, naming its run folder
+    each = rej[rej["run"].notna()]
+    assert sorted(zip(each["strip"], each["run"], strict=True)) == [("A1", 1), ("A1", 2)]
+    assert all(src.startswith(str(raw / "A1" / "run_")) for src in each["source"])
+    assert (each["rule"] == "labels-csv").all()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -286,6 +287,16 @@ def test_refuses_bad_test_strip_files(tmp_path: Path) -> None:
     empty.write_text("# nothing\n")
     with pytest.raises(SplitError, match="names no strips"):
         read_strip_list(empty)
+
+
+def test_a_folder_or_a_fifo_is_not_a_test_strip_file(tmp_path: Path) -> None:
+    # issue 22: a folder said "no such test-strip file"; a FIFO blocked for ever
+    (tmp_path / "kit").mkdir()
+    with pytest.raises(SplitError, match=r"kit: is a folder; --test-strips takes a file"):
+        read_strip_list(tmp_path / "kit")
+    os.mkfifo(tmp_path / "kit.txt")
+    with pytest.raises(SplitError, match=r"kit\.txt: is a FIFO .*\[rule: regular-file\]"):
+        read_strip_list(tmp_path / "kit.txt")
 
 
 def test_refuses_strips_with_two_labels(tmp_path: Path) -> None:

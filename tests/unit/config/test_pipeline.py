@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from bfsdata.config.pipeline import (
     AcquisitionConfig,
     ConfigError,
     LayoutConfig,
+    PatchConfig,
     Pipeline,
+    StoreConfig,
     parse_frames,
 )
 
@@ -242,3 +245,72 @@ def test_pipeline_to_dict_is_plain() -> None:
     assert d["acquisition"]["ranks"] == [1, 16]
     assert d["layout"]["regions"][0] == [32, 272]
     yaml.safe_dump(d)  # plain types only
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        # issue 22: each passed, then failed later in an allocation that named no key
+        ("patch:\n  size: 20000\n", r"patch\.size: must be <= 2048, got 20000"),
+        ("patch:\n  size: 100000000000000000000\n", r"patch\.size: must be <= 2048"),
+        ("acquisition:\n  frames: 100000\n", r"acquisition\.frames: must be <= 1024"),
+        ("acquisition:\n  max_pixels: 4294967296\n", r"acquisition\.max_pixels: must be <= "),
+        ("acquisition:\n  max_pixels: 1.0e+6\n", r"acquisition\.max_pixels: must be int"),
+        ("layout:\n  mode: grid\n  tile: 100000\n  stride: 1\n", r"layout\.tile: must be <= "),
+        ("layout:\n  vials: 100000\n", r"layout\.vials: must be <= 64"),
+        ("store:\n  patch_shard: 1000000\n", r"store\.patch_shard: must be <= 65536"),
+        ("patch:\n  size: 2048\nstore:\n  patch_shard: 1024\n", r"store\.patch_shard: 1024 .*MiB"),
+        ("report:\n  batch: 10000000\n", r"report\.batch: must be <= 65536"),
+        ("train:\n  optim:\n    batch: 100000\n", r"train\.optim\.batch: must be <= 4096"),
+        ("train:\n  optim:\n    epochs: 0\n", r"train\.optim\.epochs: must be >= 1"),
+        ("train:\n  model:\n    base_width: 100000\n", r"train\.model\.base_width: must be <="),
+        ("train:\n  model:\n    base_width: 4096\n", r"train\.model\.base_width: too wide"),
+        ("train:\n  augment:\n    perlin_max_scale: 64\n", r"perlin_max_scale: must be <= 12"),
+        ("train:\n  loss:\n    ssim_window: -1\n", r"train\.loss\.ssim_window: must be >= 1"),
+    ],
+)
+def test_sizes_have_upper_bounds_naming_the_key(tmp_path: Path, text: str, match: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match=match) as e:
+        load_pipeline(path)
+    assert str(e.value).startswith(f"{path}: ")
+
+
+def test_sizes_built_in_code_must_be_whole_numbers() -> None:
+    with pytest.raises(ConfigError, match=r"patch\.size: must be a whole number, got 64\.0"):
+        PatchConfig(size=64.0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"store\.patch_shard: must be a whole number, got True"):
+        StoreConfig(patch_shard=True)
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _dev_zero(path: Path) -> None:
+    path.symlink_to("/dev/zero")
+
+
+def _folder(path: Path) -> None:
+    path.mkdir()
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (_fifo, "a FIFO"),
+        (_dev_zero, "a link to /dev/zero, a character device"),
+        (_folder, "a folder"),
+    ],
+)
+def test_a_pipeline_is_read_from_a_regular_file_only(tmp_path: Path, make, kind: str) -> None:
+    path = tmp_path / "pipe.yaml"
+    make(path)
+    with pytest.raises(ConfigError, match=rf"pipe\.yaml: is {kind}.*\[rule: regular-file\]"):
+        load_pipeline(path)
+
+
+def test_a_huge_pipeline_file_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "# padding\n" * 200_000)  # 2 MB of comments
+    with pytest.raises(ConfigError, match=r"is 2,000,000 bytes; at most .*\[rule: file-size\]"):
+        load_pipeline(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -10,8 +11,18 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+from hostile_files import padded_png, png_claiming
 
-from bfsdata.sources.image_file import FrameError, FrameHeader, check_header, decode, read_header
+from bfsdata.sources.image_file import (
+    FrameError,
+    FrameHeader,
+    byte_cap,
+    check_header,
+    check_pixels,
+    decode,
+    read_bytes,
+    read_header,
+)
 
 
 def _noise(shape: tuple[int, ...], dtype: type = np.uint8, seed: int = 0) -> np.ndarray:
@@ -139,10 +150,18 @@ def test_multi_page_tiff(tmp_path: Path) -> None:
 
 def test_unreadable_path(tmp_path: Path) -> None:
     path = tmp_path / "frame_0.png"
-    path.mkdir()  # opening a folder fails like an unreadable file, even as root
+    path.symlink_to("gone.png")  # a link to nothing fails like an unreadable file, even as root
     with pytest.raises(FrameError, match="cannot be read") as e:
         read_header(path)
     assert e.value.rule == "readable"
+
+
+def test_a_folder_is_not_a_frame(tmp_path: Path) -> None:
+    path = tmp_path / "frame_0.png"
+    path.mkdir()
+    with pytest.raises(FrameError, match="is a folder, not a regular file") as e:
+        read_header(path)
+    assert e.value.rule == "regular-file"
 
 
 def test_truncated_png_is_refused_by_its_header_check(tmp_path: Path) -> None:
@@ -177,3 +196,41 @@ def test_decode_refuses_a_file_that_disagrees_with_its_header(tmp_path: Path) ->
     assert e.value.rule == "valid-image"
     with pytest.raises(FrameError, match="decodes to uint8"):
         decode(path, path.read_bytes(), FrameHeader(6, 7, 1, "uint16"))
+
+
+def test_a_header_bomb_is_refused_by_its_pixel_count(tmp_path: Path) -> None:
+    path = png_claiming(tmp_path / "frame_0.png", 20_000, 20_000)
+    h = read_header(path)  # a valid header: only its size is wrong
+    assert (h.height, h.width) == (20_000, 20_000)
+    with pytest.raises(FrameError, match=r"declares 20000x20000 = 400,000,000 pixels") as e:
+        check_pixels(path, h, 64 * 2**20)
+    assert e.value.rule == "max-pixels" and "acquisition.max_pixels" in e.value.message
+    check_pixels(path, h, 400_000_000)  # the limit is the pipeline's
+
+
+def test_a_file_far_larger_than_its_pixels_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "frame_0.png"
+    cv2.imwrite(str(path), _noise((32, 40)))
+    h = read_header(path)
+    padded_png(path, byte_cap(h))
+    with pytest.raises(FrameError, match=r"more than a 32x40 image takes") as e:
+        read_header(path)
+    assert e.value.rule == "file-size"
+    with pytest.raises(FrameError, match=r"at most [0-9,]+ are read") as e:
+        read_bytes(path, h)  # grown after its header was read: the read is capped too
+    assert e.value.rule == "file-size"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_only_regular_files_are_frames(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "frame_0.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(FrameError, match=r"not a regular file") as e:
+        read_header(path)
+    assert e.value.rule == "regular-file"
+    with pytest.raises(FrameError) as e:
+        read_bytes(path, FrameHeader(32, 40, 1, "uint8"))
+    assert e.value.rule == "regular-file"

@@ -1,4 +1,5 @@
-"""Image-folder datasets: scan (bfsdata.folder), tiles (bfsdata.grid), ingest and patch of them.
+"""Image-folder datasets: scan (bfsdata.sources.image_folders), tiles (bfsdata.imaging.tiling),
+ingest and patch of them.
 
 Real folders of PNG files made in tmp_path, real stores, the real CLI; no model here (the whole
 chain with a tiny model is tests/test_images_chain.py).
@@ -20,7 +21,7 @@ from workspace_fixtures import tiny_pipeline, write_pipeline
 from bfsdata.config.pipeline import ConfigError, LayoutConfig
 from bfsdata.imaging.tiling import Tiling, TilingError, plan_tiling, starts
 from bfsdata.sources.image_decode import DEFECT, UNANNOTATED
-from bfsdata.sources.image_folders import scan_images
+from bfsdata.sources.image_folders import check_headers, scan_images
 from bfsdata.workspace import manifest
 
 
@@ -243,3 +244,33 @@ def test_an_image_folder_is_refused_in_a_strip_workspace(tmp_path: Path, make_ra
     assert "bfsdata.zarr holds strip acquisitions; an image folder needs a workspace" in err
     assert len(manifest.read(ws, manifest.ACQUISITIONS)) == 4
     assert set(manifest.read(ws, manifest.ANNOTATIONS)["strip"]) == {"A1", "B2"}
+
+
+def test_image_ids_that_differ_only_by_case_refuse_each_other(tmp_path: Path) -> None:
+    raw = write_image_folder(tmp_path / "raw", train=2, test_good=0, defects={})
+    good = raw / "train" / "good"
+    (good / "000.png").rename(good / "Img.png")
+    (good / "001.png").rename(good / "img.png")  # one file on a case-insensitive file system
+    scan = scan_images(raw)
+    assert sorted((p.strip, p.rule) for p in scan.problems) == [
+        ("train-good-Img", "unique-strip"),
+        ("train-good-img", "unique-strip"),
+    ]
+    assert all(str(good / "Img.png") in f"{p.source} {p.message}" for p in scan.problems)
+
+
+def test_max_pixels_bounds_each_image_and_the_store_they_size(tmp_path: Path) -> None:
+    good = tmp_path / "raw" / "train" / "good"
+    good.mkdir(parents=True)
+    cv2.imwrite(str(good / "a.png"), np.zeros((32, 100), np.uint8))
+    cv2.imwrite(str(good / "b.png"), np.zeros((100, 32), np.uint8))  # the store: 100x100
+    scan = scan_images(tmp_path / "raw")
+    problems: list = []
+    heads = check_headers(scan.acquisitions, None, problems, max_pixels=3200)
+    assert list(heads) == [("train-good-a", 1)]
+    (p,) = problems
+    assert (p.rule, Path(p.source).name) == ("max-pixels", "b.png")
+    assert "would be 100x100" in p.message and "acquisition.max_pixels" in p.message
+    problems.clear()
+    check_headers(scan.acquisitions, None, problems, max_pixels=10_000)
+    assert problems == []

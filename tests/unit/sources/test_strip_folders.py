@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -173,6 +174,9 @@ def test_empty_run_and_empty_strip(tmp_path: Path, make_raw) -> None:
         ("strip,label,region\nA1,good,\nB2,defect,x\n", False, "region 'x' must be 0..3"),
         ("strip,label,defect\nA1,good,scratch\nB2,defect,\n", False, "good strip cannot carry"),
         ("strip,label\nA 1,good\n", False, "strip 'A 1' must match"),
+        # issue 22: a defect name a spreadsheet would run as a formula
+        ("strip,label,defect\nA1,good,\nB2,defect,=cmd()\n", False, "defect '=cmd\\(\\)' starts"),
+        ("strip,label,defect\nA1,good,\nB2,defect,@SUM(A1)\n", False, "runs as a formula"),
     ],
 )
 def test_labels_csv_rules(tmp_path: Path, make_raw, csv: str, fatal: bool, match: str) -> None:
@@ -198,3 +202,38 @@ def test_several_annotations_for_one_defect_strip(tmp_path: Path, make_raw) -> N
         ("drop", 5, 3),
         ("scratch", 2, 1),
     ]
+
+
+def test_a_stray_file_in_a_strip_folder_refuses_only_itself(tmp_path: Path, make_raw) -> None:
+    raw = make_raw(tmp_path / "raw", strips={"A1": "good"}, runs=2)
+    (raw / "A1" / "stray.txt").write_text("x")
+    scan = scan_raw(raw, 4)
+    (p,) = scan.problems
+    assert (Path(p.source).name, p.rule, p.strip, p.run) == ("stray.txt", "raw-layout", None, None)
+    assert [(a.strip, a.run) for a in scan.acquisitions] == [("A1", 1), ("A1", 2)]
+
+
+def test_strip_ids_that_differ_only_by_case_refuse_each_other(tmp_path: Path, make_raw) -> None:
+    strips = {"S0002": "unknown", "s0002": "unknown", "A1": "unknown"}
+    raw = make_raw(tmp_path / "raw", strips=strips, runs=1, labels=False)
+    scan = scan_raw(raw, 4)
+    assert sorted((p.strip, p.rule) for p in scan.problems) == [
+        ("S0002", "unique-strip"),
+        ("s0002", "unique-strip"),
+    ]
+    for p in scan.problems:  # the message names the other folder, the source this one
+        other = raw / ("s0002" if p.strip == "S0002" else "S0002")
+        assert p.source == str(raw / p.strip) and str(other) in p.message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_labels_csv_must_be_a_regular_file(tmp_path: Path, make_raw, kind: str) -> None:
+    raw = make_raw(tmp_path / "raw")
+    (raw / "labels.csv").unlink()
+    if kind == "fifo":
+        os.mkfifo(raw / "labels.csv")
+    else:
+        (raw / "labels.csv").symlink_to("/dev/zero")
+    (p,) = scan_raw(raw, 4).problems
+    assert (p.rule, p.fatal) == ("regular-file", True)
+    assert "not a regular file" in p.message

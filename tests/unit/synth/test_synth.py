@@ -215,6 +215,8 @@ def test_n_defective_rounds_half_up_and_keeps_one() -> None:
         ({"strips": 0}, "strips must be a whole number >= 1"),
         ({"frames": 2.5}, "frames must be a whole number"),
         ({"height": 32}, "height must be a whole number of pixels >= 64"),
+        ({"width": 20_000}, "width must be <= 8192 px, got 20000"),  # issue 22: upper bounds
+        ({"frames": 5000}, "frames must be <= 1024, got 5000"),
         ({"defect_fraction": 1.5}, r"defect_fraction must be a share in \[0, 1\]"),
         ({"seed": -1}, "seed must be a whole number >= 0"),
         ({"bit_depth": 10}, "bit_depth must be 8, 12 or 16"),

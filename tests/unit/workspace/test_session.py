@@ -1,13 +1,13 @@
 """The session (bfsdata/workspace/session.py): lock, store place and cluster, held by the stage
 functions themselves, so `ingest(...)` and `patch(...)` called from Python hold the workspace
 exactly as the CLI does. The lock is real: a lock file and `workspace_lock` refusing a second
-holder. To look while ingest runs, its labels.csv is a named pipe: ingest blocks reading it,
-holding the lock, until the test writes the labels.
+holder. To look while ingest runs, the test holds ingest's scan of the raw folder until it has
+looked (a named pipe as labels.csv did this once; ingest now refuses any file that is not a
+regular file).
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import threading
@@ -20,6 +20,7 @@ from workspace_fixtures import draw_run, tiny_pipeline, write_pipeline
 from bfsdata.config.pipeline import Pipeline
 from bfsdata.ingest import ingest
 from bfsdata.patch.stage import patch
+from bfsdata.sources.strip_folders import scan_raw
 from bfsdata.store import location as store
 from bfsdata.workspace import manifest, paths
 from bfsdata.workspace.lock import LockError, workspace_lock
@@ -50,28 +51,16 @@ def _holder(ws: Path, alive: threading.Thread, timeout: float = 60) -> dict:
     pytest.fail(f"no lock record in {ws} while the stage ran")
 
 
-def _feed(fifo: Path, text: str, reader: threading.Thread) -> None:
-    """Write `text` into the named pipe once its reader has opened it (or has ended)."""
-    while reader.is_alive():
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as e:
-            if e.errno != errno.ENXIO:  # ENXIO: no reader yet
-                raise
-            time.sleep(0.01)
-            continue
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
-        return
-
-
 def test_python_ingest_holds_the_lock_while_it_runs(
-    tmp_path: Path, raw: Path, pipe: Pipeline
+    tmp_path: Path, raw: Path, pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    labels = raw / "labels.csv"
-    os.mkfifo(labels)
+    go = threading.Event()
+
+    def held_scan(*args: object, **kwargs: object) -> object:
+        go.wait(120)  # inside the session: the lock is held
+        return scan_raw(*args, **kwargs)
+
+    monkeypatch.setattr("bfsdata.ingest.scan_raw", held_scan)
     ws = tmp_path / "ws"
     out: dict = {}
 
@@ -93,7 +82,7 @@ def test_python_ingest_holds_the_lock_while_it_runs(
             pytest.fail("a second holder took the lock")
         assert paths.lock_file(ws).exists(), "the refused attempt left the holder's lock"
     finally:
-        _feed(labels, "strip,label\nS1,good\n", stage)
+        go.set()
         stage.join(120)
     assert "error" not in out, out.get("error")
     assert out["summary"].ingested == 1
