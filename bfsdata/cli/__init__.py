@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from bfsdata import __version__, tf_logs
-from bfsdata.cli import demo, ingest, patch, show, split, stats, synth, verify
+from bfsdata.cli import demo, ingest, patch, repair, show, split, stats, synth, verify
 from bfsdata.cli import infer as infer_cmd
 from bfsdata.cli import report as report_cmd
 from bfsdata.cli import train as train_cmd
@@ -54,6 +54,7 @@ app.command("show")(show.command)
 app.command("split")(split.command)
 app.command("stats")(stats.command)
 app.command("verify")(verify.command)
+app.command("repair")(repair.command)
 app.command("train")(train_cmd.command)
 app.command("report")(report_cmd.command)
 app.command("infer")(infer_cmd.command)

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from bfsdata.cli.common import WorkspaceOpt, console, handle_errors
 from bfsdata.verify import VerifyReport, verify
@@ -43,4 +44,4 @@ def print_summary(r: VerifyReport) -> None:
         return
     console.print(f"  [red]{len(r.problems)} problem(s)[/]:")
     for p in r.problems:
-        console.print(f"  - {p}", soft_wrap=True)
+        console.print(f"  - {escape(p)}", soft_wrap=True)  # `[rule: store]` is no markup

@@ -43,6 +43,14 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def discard_from(run_dir: Path, step: int) -> Path | None:
+    """Remove the checkpoints of `step` and later (a diverged run's); the newest one left."""
+    for ckpt in (Path(run_dir) / "checkpoints").glob("ckpt-*"):
+        if int(ckpt.name.removeprefix("ckpt-")) >= step:
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return latest(run_dir)
+
+
 def restore(model: GRDNet, ckpt: Path) -> dict[str, int]:
     """Load a checkpoint into a compiled model; returns its {"epoch", "step"}."""
     model.build_all()

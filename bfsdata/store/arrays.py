@@ -1,7 +1,7 @@
 """Reading and writing the store's arrays: tensorstore handles, whole shards, and rows read
 or written in the background (docs/design.md, The store: every writer owns whole shards).
 
-A folder store goes through tensorstore for reads at random, bfsdata.shard_file for what
+A folder store goes through tensorstore for reads at random, bfsdata.store.shard_write for what
 bfsdata writes and bfsdata.shard_read for the frames the patch stage reads; a store at a URL
 through zarr-python behind the same interface (see bfsdata.store for where a store lives).
 """
@@ -71,7 +71,7 @@ class ShardWriter:
     normally stores the last, partial shard and waits for every write; leaving it by an error
     stores nothing more.
 
-    A local folder gets bfsdata.shard_file's Appender (rows encoded as they come, shards
+    A local folder gets bfsdata.store.shard_write's Appender (rows encoded as they come, shards
     written in the background); a URL, or a layout that module does not write, a shard-sized
     buffer stored through `write_shard`. `written` is called after each shard is stored.
     """

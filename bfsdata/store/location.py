@@ -19,8 +19,8 @@ an fsspec URL (s3://bucket/prefix, memory://...), which then holds `bfsdata.zarr
 `manifests/` as a workspace does, so workers on several machines share one store. The workspace
 keeps pipeline.yaml, runs/, reports/ and previews/, and records the location once in
 `<ws>/store.url`; later commands find it there. Folders (plain paths, file://) work as before:
-LocalStore, tensorstore reads, whole shards written by bfsdata.shard_file, temp file + rename
-(reading and writing the arrays: bfsdata.store_io). URLs go through fsspec: zarr's
+LocalStore, tensorstore reads, whole shards written by bfsdata.store.shard_write, temp file + rename
+(reading and writing the arrays: bfsdata.store.arrays). URLs go through fsspec: zarr's
 FsspecStore, zarr-python instead of tensorstore (which has no fsspec backend; its own s3 driver
 is not used, as nothing could test it offline), and one PUT per manifest (an object store shows
 the old object or the new one, never half). memory:// lives in one process: threads only.

@@ -6,6 +6,8 @@ thread than the one that made it frees; glibc kept ever more of that memory, and
 stage's peak grew with the data (benchmarks/scale.py; docs/performance.md, Store reads and
 writes). The caller's buffers do not. The shard's index is checked against its crc32c, each
 chunk decoded by numcodecs' blosc; the layouts read are those bfsdata.store.shard_write writes.
+`damage` judges a shard file by its size and index alone, decoding no chunk (verify, repair and
+the re-run checks of ingest and patch).
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ import google_crc32c
 import numpy as np
 
 from bfsdata.store.shard_write import EMPTY, Layout, buffer, index_size, layout, pool, shard_path
+
+
+class ShardError(ValueError):
+    """A shard file that is cut short or whose bytes changed; the message names the file."""
+
+    def __init__(self, path: Path | str, why: str) -> None:
+        super().__init__(f"{path}: damaged shard: {why}")
+        self.why = why
 
 
 def read_async(
@@ -94,14 +104,9 @@ def _read_into(
         got = os.readv(fd, [memoryview(raw)[:size]])
     finally:
         os.close(fd)
-    n = math.prod(lay.grid)
-    index_at = size - index_size(lay) if lay.index_at_end else 0
-    if got != size or index_at < 0:
-        raise ValueError(f"{path}: damaged shard: {got} bytes, too short for its index")
-    index = np.frombuffer(raw, dtype="<u8", count=2 * n, offset=index_at)
-    stored = int.from_bytes(raw[index_at + 16 * n : index_at + 16 * n + 4], "little")
-    if google_crc32c.value(index.tobytes()) != stored:
-        raise ValueError(f"{path}: damaged shard: its index does not match its checksum")
+    if got != size:
+        raise ShardError(path, f"{got} of its {size} bytes read")
+    index = _index(raw, size, lay, path)
     view = memoryview(raw)
     for k, c in enumerate(picks):
         start, nbytes = int(index[2 * c]), int(index[2 * c + 1])
@@ -111,5 +116,48 @@ def _read_into(
             try:
                 lay.codec.decode(view[start : start + nbytes], out=out[k])
             except RuntimeError as e:  # numcodecs' word for a chunk that does not decode
-                raise ValueError(f"{path}: damaged shard: chunk {c}: {e}") from e
+                raise ShardError(path, f"chunk {c}: {e}") from e
         done(k)
+
+
+def damage(path: Path, lay: Layout) -> str | None:
+    """What is wrong with the shard file `path`, judged by its size and its index (read from
+    the file's end, not its chunks): "missing", "damaged: ...", or None when it looks whole."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "missing"
+    try:
+        size = os.fstat(fd).st_size
+        n = index_size(lay)
+        raw = os.pread(fd, n, size - n if lay.index_at_end else 0) if size >= n else b""
+    finally:
+        os.close(fd)
+    try:
+        _index(raw, size, lay, path, at=0)
+    except ShardError as e:
+        return f"damaged ({e.why})"
+    return None
+
+
+def _index(raw, size: int, lay: Layout, path: Path, at: int | None = None) -> np.ndarray:
+    """The (offset, nbytes) pairs of a shard of `size` bytes, from `raw` (the whole file, or
+    only its index when `at` is 0), checked: present, matching its crc32c, and pointing inside
+    the file."""
+    n, isz = math.prod(lay.grid), index_size(lay)
+    if size < isz or len(raw) < (isz if at == 0 else size):
+        raise ShardError(path, f"{size} bytes, too short for its index")
+    if at is None:
+        at = size - isz if lay.index_at_end else 0
+    index = np.frombuffer(raw, dtype="<u8", count=2 * n, offset=at)
+    stored = int.from_bytes(raw[at + 16 * n : at + 16 * n + 4], "little")
+    if google_crc32c.value(index.tobytes()) != stored:
+        raise ShardError(path, "its index does not match its checksum")
+    start, nbytes = index[0::2], index[1::2]
+    empty = (start == EMPTY) & (nbytes == EMPTY)
+    lo, hi = (0, size - isz) if lay.index_at_end else (isz, size)
+    with np.errstate(over="ignore"):  # an EMPTY start overflows; those entries are not judged
+        inside = (start >= lo) & (start <= hi) & (nbytes <= hi - start)
+    if not (empty | inside).all():
+        raise ShardError(path, "its index points outside the file")
+    return index

@@ -1,4 +1,5 @@
-"""`bfsdata train`: fit the GRD-Net GAN on good patches, streamed from the store.
+"""`bfsdata train`: fit the GRD-Net GAN on good patches, streamed from the store (or, with
+`train.method: variation`, the variation model: bfsdata.train.variation, no TensorFlow).
 
 The train split feeds `fit`; a fixed sample of the val split gives the validation losses after
 every epoch. Data order and augmentation are pure functions of (seed, global step), and
@@ -80,13 +81,24 @@ def train(
     devices: list[str] | None = None,
 ) -> TrainSummary:
     run_dir = paths.run_dir(workspace, name, "--name")  # a bad name fails before TensorFlow loads
+    if pipe.train.method == "variation":  # no TensorFlow: bfsdata.train.variation
+        from bfsdata.train.variation import train_variation
+
+        return train_variation(workspace, pipe, name=name, resume=resume, preview=preview)
     import keras
     import tensorflow as tf
 
     from bfsdata.model import checkpoint
-    from bfsdata.model.callbacks import Checkpoints, EpochProgress, Preview, Throughput
+    from bfsdata.model.callbacks import (
+        Checkpoints,
+        Diverged,
+        Divergence,
+        EpochProgress,
+        Preview,
+        Throughput,
+    )
     from bfsdata.model.export import export
-    from bfsdata.model.gan import GRDNet
+    from bfsdata.model.gan import TRACKED, GRDNet
     from bfsdata.train.augment import augment
     from bfsdata.train.loader import to_float, train_dataset
 
@@ -147,6 +159,8 @@ def train(
     callbacks = [
         Throughput(opt.batch),
         progress,  # after Throughput: its epoch line reports patches/s
+        # Before Checkpoints: a diverged step is never saved. ssim is a similarity, no loss.
+        Divergence("g_loss", [n for n in TRACKED if n not in ("g_loss", "ssim")], interval),
         Checkpoints(run_dir, interval),
         keras.callbacks.CSVLogger(str(run_dir / "losses.csv"), append=resume),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False),
@@ -166,6 +180,8 @@ def train(
             shuffle=False,  # the stream is already shuffled, deterministically by step
             verbose=0,  # EpochProgress shows the steps and logs each epoch
         )
+    except Diverged as e:
+        raise _diverged(run_dir, e, opt.lr, checkpoint.discard_from(run_dir, e.since - 1)) from None
     finally:
         progress.close()
     meta = {**rec, "steps": keras_epochs * interval}
@@ -180,6 +196,19 @@ def train(
         seconds=time.perf_counter() - t0,
         history=history if history is not None else pd.DataFrame(),
         export=exported,
+    )
+
+
+def _diverged(run_dir: Path, e: Exception, lr: float, kept: Path | None) -> TrainError:
+    """The one message of a run stopped by `Divergence`: the loss, the step, what to do."""
+    if kept is None:
+        where = "no checkpoint was kept (none was saved before it diverged)"
+    else:
+        where = f"the last good checkpoint, {kept.name}, is kept (--resume continues from it)"
+    return TrainError(
+        f"{run_dir}: training diverged and was stopped: {e}. Nothing was exported; {where}. "
+        f"Lower the learning rate, train.optim.lr in the pipeline (now {lr:g}; try {lr / 10:g}), "
+        "and train again."
     )
 
 

@@ -4,17 +4,17 @@ Checks, cheapest first: manifests readable and cross-referenced (patches name kn
 acquisitions with the same strip, run and label; splits name ingested strips and keep defective
 strips out of training); the provenance chain (every input digest that patches, splits, runs
 and reports recorded matches that input now); every row inside its array and its shard
-written; array shapes and dtypes as the manifests say; then a recomputation, bit for bit, of
-the rank images and all patches of a sample of acquisitions (or of every one) from their
-frames; and orphans, shards the store holds for no manifest row. Each problem is one line:
-what, where, how many.
+written; array shapes and dtypes as the manifests say; every shard a row points into present
+and whole by its size and index (bfsdata.workspace.damage); then a recomputation, bit for bit,
+of the rank images and all patches of a sample of acquisitions (or of every one) from their
+frames (bfsdata.patch.recut, with the cut recipe the patches manifest records); and orphans,
+shards the store holds for no manifest row. Each problem is one line: what, where, how many.
 
-Patches are recomputed with the cut recipe recorded in the patches manifest's provenance
-(bfsdata.imaging.cut, the one patch and infer cut with), each window placed as its manifest row
-says (box, offset, angle).
-
-A missing chunk reads back as the fill value 0, so a missing shard is found by listing the
-store, and a missing chunk inside a written shard by the recomputation.
+A damaged or missing shard is one line of its own, naming the rows that point into it
+(`VerifyReport.damage`: what `bfsdata repair` rebuilds), whether its file is cut short, its
+chunks do not decode, or what they hold differs from the recomputation. A missing chunk
+reads back as the fill value 0, so a chunk lost inside a whole shard shows in the
+recomputation.
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from bfsdata.config.pipeline import kind_rank
-from bfsdata.imaging.cut import CutRecipe, RecipeError, Windows, cut
-from bfsdata.imaging.rank import rank_images
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
-from bfsdata.workspace import manifest, provenance
+from bfsdata.verify.recompute import Sources, recipe_of, recompute
+from bfsdata.workspace import damage, manifest, provenance
+from bfsdata.workspace.damage import Damage
 from bfsdata.workspace.parallel import progress_bar
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,7 @@ class VerifyReport:
     patches_recomputed: int = 0
     orphans: int = 0  # shards holding no manifest row
     problems: list[str] = field(default_factory=list)
+    damage: list[Damage] = field(default_factory=list)  # missing or damaged shards, one each
 
     @property
     def ok(self) -> bool:
@@ -84,49 +84,29 @@ def verify(workspace: Path, *, sample: int | None = 32, seed: int = 0) -> Verify
 
     bad_acq = _check_acquisitions(root, acqs, rep)
     bad_patch = _check_patches(root, patches, rep)
+    src = Sources(rep, root, acqs, patches, [int(r) for r in root.attrs.get("ranks", [])])
+    for found in damage.find(ws, acqs, patches, root):
+        src.add(found)
+    bad_acq |= src.shards("frames") | src.shards("rank")
+    if "patches" in root:
+        in_damaged = patches["patch"] // store.shard_rows(root["patches"])
+        bad_patch |= set(patches["patch"][in_damaged.isin(src.shards("patches"))])
     chosen = _sample(acqs[~acqs["acq"].isin(bad_acq)], sample, seed)
     usable = patches[~patches["patch"].isin(bad_patch)]
     rows_of = usable.groupby("acq").indices  # acq -> positions: one pass, not one per acq
     # tensorstore: faster random reads than zarr-python (docs/performance.md, Store reads and
     # writes); handles opened now, after every resize.
-    src = {
+    src.arrays = {
         n: store_io.ts_array(store.store_url(ws), n)
         for n in ("frames", "rank", "patches")
         if n in root
     }
-    recipe = _recipe(ws, root, rep) if len(chosen) and len(usable) else None
-    ranks = [int(r) for r in root.attrs.get("ranks", [])]
+    src.recipe = recipe_of(ws, root, rep) if len(chosen) and len(usable) else None
     with progress_bar("verify (acquisitions recomputed)", len(chosen)) as advance:
         for acq in chosen["acq"]:
-            mine = usable.iloc[rows_of.get(acq, [])]
-            _recompute(src, recipe, ranks, int(acq), mine, rep)
+            recompute(src, int(acq), usable.iloc[rows_of.get(acq, [])], rep)
             advance(1)
     return rep
-
-
-def _recipe(ws: Path, root: zarr.Group, rep: VerifyReport) -> CutRecipe | None:
-    """The recipe the patches were cut with, or None (and a problem) when none can be used."""
-    where = f"{manifest.PATCHES.name}.parquet"
-    try:
-        recipe = provenance.patch_recipe(ws)
-    except (RecipeError, manifest.ManifestError) as e:
-        rep.problems.append(f"{e}; patches not recomputed")
-        return None
-    if recipe is None:
-        rep.problems.append(
-            f"{where}: no cut recipe recorded (patched by an older bfsdata, or the manifest was "
-            "rewritten); patches not recomputed: run `bfsdata patch` again, which records it "
-            "and cuts nothing"
-        )
-        return None
-    size = root["patches"].shape[1]
-    if recipe.size != size:
-        rep.problems.append(
-            f"{where}: the recorded recipe cuts {recipe.size} px patches, the store holds "
-            f"{size} px ones; patches not recomputed"
-        )
-        return None
-    return recipe
 
 
 def _read(ws: Path, schema: manifest.Schema, rep: VerifyReport) -> pd.DataFrame:
@@ -188,7 +168,7 @@ def _check_acquisitions(root: zarr.Group, acqs: pd.DataFrame, rep: VerifyReport)
     bad: set[int] = set()
     n_ranks = len(root.attrs.get("ranks", []))
     # Image folders store frames and masks, no rank images, each image at the top left of
-    # frames sized to the largest (bfsdata.folder_image): their rows may be smaller.
+    # frames sized to the largest (bfsdata.sources.image_decode): their rows may be smaller.
     images = "masks" in root
     for name in ("frames", "masks") if images else ("frames", "rank"):
         if name not in root:
@@ -259,16 +239,11 @@ def _check_patches(root: zarr.Group, patches: pd.DataFrame, rep: VerifyReport) -
 
 
 def _check_rows(arr: zarr.Array, rows: pd.Series, where: str, rep: VerifyReport) -> set[int]:
-    """Rows past the array's end or in a shard that is not in the store."""
+    """Rows past the array's end (rows in a missing shard: `damage.find`)."""
     past = (rows >= arr.shape[0]) | (rows < 0)
     if past.any():
         _problem(rep, where, f"rows point outside the array's {arr.shape[0]} rows", rows[past])
-    shard = rows // store.shard_rows(arr)
-    lost = ~past & ~shard.isin(store.written_shards(arr))
-    if lost.any():
-        n = shard[lost].nunique()
-        _problem(rep, where, f"rows point into {n} shard(s) missing from the store", rows[lost])
-    return set(rows[past | lost])
+    return set(rows[past])
 
 
 def _orphans(arr: zarr.Array, used: np.ndarray, rep: VerifyReport) -> None:
@@ -288,55 +263,6 @@ def _sample(acqs: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     if n is None or n >= len(acqs):
         return acqs
     return acqs.sample(n=n, random_state=seed).sort_values("acq")
-
-
-def _recompute(
-    src: dict,
-    recipe: CutRecipe | None,
-    ranks: list[int],
-    acq: int,
-    mine: pd.DataFrame,
-    rep: VerifyReport,
-) -> None:
-    """Rank images and patches (`mine`, its manifest rows) of one acquisition, recomputed from
-    its frames and compared bit for bit."""
-    frames = src["frames"][acq].read().result()  # (F, H, W)
-    stored = None
-    if "rank" in src:  # image folders have none
-        stored = src["rank"][acq].read().result()  # (R, H, W)
-        if not np.array_equal(rank_images(frames, ranks), stored):
-            rep.problems.append(f"rank: acquisition {acq} differs from its recomputed rank images")
-        rep.ranks_recomputed += 1
-    if mine.empty or recipe is None:
-        return
-    mine = mine.sort_values("patch")
-    have = src["patches"][mine["patch"].to_numpy()].read().result()  # (n, P, P)
-    differ = []
-    for (kind, frame), group in mine.groupby(["kind", "frame"], sort=False):
-        rank = kind_rank(kind, len(frames))
-        if kind == "frame":
-            image = frames[int(frame)]
-        elif stored is not None and rank in ranks:
-            image = stored[ranks.index(rank)]
-        else:
-            rep.problems.append(f"rank: {kind} patches of acquisition {acq}, but no rank {rank}")
-            continue
-        windows = Windows(
-            group[["y0", "x0", "y1", "x1"]].to_numpy(),
-            group[["dy", "dx"]].to_numpy(),
-            float(group["angle"].iloc[0]),
-        )
-        want = cut([image], windows, recipe)
-        same = (want == have[mine.index.get_indexer(group.index)]).all(axis=(1, 2))
-        differ.extend(group["patch"][~same].tolist())
-    rep.patches_recomputed += len(mine)
-    if differ:
-        _problem(
-            rep,
-            f"patches (acquisition {acq})",
-            "patches differ from their recomputation",
-            pd.Series(differ),
-        )
 
 
 def _problem(rep: VerifyReport, where: str, what: str, items: pd.Series) -> None:

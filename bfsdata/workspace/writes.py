@@ -37,7 +37,7 @@ class Committer:
         provenance: Mapping[str, Any] | None = None,
     ) -> None:
         self.ws, self.schema, self.sort, self.interval = ws, schema, tuple(sort), interval
-        self.provenance = provenance  # stored in every rewrite (bfsdata.provenance)
+        self.provenance = provenance  # stored in every rewrite (bfsdata.workspace.provenance)
         self.frames = [base] if not base.empty else []
         self.pending: list[pd.DataFrame] = []
         self.last = time.monotonic()

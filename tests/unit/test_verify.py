@@ -54,13 +54,17 @@ def test_verify_samples_acquisitions(built: Path) -> None:
 def test_verify_catches_a_deleted_patch_shard(ws: Path) -> None:
     store.delete_shards(_patches(ws), [1])
     rep = verify(ws, sample=None)
-    assert any("missing from the store" in p and "patches" in p for p in rep.problems)
+    assert [(d.array, d.shard, d.what) for d in rep.damage] == [("patches", 1, "missing")]
+    assert "store: patches/c/1/0/0 is missing; patches.parquet rows 256-" in rep.problems[0]
 
 
 def test_verify_catches_a_deleted_frames_shard(ws: Path) -> None:
     store.delete_shards(store.open_root(ws)["frames"], [2])
     rep = verify(ws, sample=None)
-    assert any("-> frames: 1 rows point into 1 shard(s) missing" in p for p in rep.problems)
+    assert rep.problems == [
+        "store: frames/c/2/0/0/0 is missing; acquisitions.parquet: acquisition 2 (strip G1, "
+        "run 1) points into it [rule: store]"
+    ]
 
 
 def test_verify_catches_a_row_past_the_array(ws: Path) -> None:
@@ -77,7 +81,9 @@ def test_verify_catches_a_patch_overwritten_with_other_bytes(ws: Path) -> None:
     arr[17] = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
     rep = verify(ws, sample=None)
     assert rep.problems == [
-        "patches (acquisition 0): 1 patches differ from their recomputation (e.g. 17)"
+        "store: patches/c/0/0/0 is damaged (1 patches differ from their recomputation, e.g. "
+        "17); patches.parquet rows 0-239 (240 patches of acquisition(s) 0, 1) point into it "
+        "[rule: store]"
     ]
 
 
@@ -85,7 +91,8 @@ def test_verify_catches_a_changed_rank_image(ws: Path) -> None:
     rank = store.open_root(ws)["rank"]
     rank[5, 0, 10, 10] = rank[5, 0, 10, 10] ^ 1
     rep = verify(ws, sample=None)
-    assert any("acquisition 5 differs from its recomputed rank" in p for p in rep.problems)
+    assert [(d.array, d.shard) for d in rep.damage] == [("rank", 5)]
+    assert "its rank images differ from those its frames give" in rep.problems[0]
 
 
 def test_verify_reports_orphan_shards(ws: Path) -> None:
@@ -128,4 +135,5 @@ def test_verify_command_exit_codes(ws: Path) -> None:
     store.delete_shards(_patches(ws), [0])
     res = CliRunner().invoke(app, ["verify", "-w", str(ws), "--sample", "2"])
     assert res.exit_code == 1
-    assert "1 problem(s)" in res.output and "missing from the store" in res.output
+    assert "1 problem(s)" in res.output
+    assert "store: patches/c/0/0/0 is missing;" in res.output and "[rule: store]" in res.output

@@ -162,11 +162,12 @@ def test_resume_after_a_crash_mid_run(
     """A run dies in its third task after two tasks were committed, leaving a half-written
     shard and a *.partial file; the next run finishes and equals an uninterrupted run."""
     import bfsdata.patch.stage as stage
+    import bfsdata.patch.task as task
     from bfsdata.workspace.writes import Committer
 
     ws = Path(shutil.copytree(ingested, tmp_path / "ws"))
     pipe = patch_pipe(acq_per_task=1)
-    real = stage._patch_unit
+    real = task.patch_unit
     calls, lock = [], threading.Lock()
 
     class EagerCommitter(Committer):  # commit every finished task at once
@@ -188,7 +189,7 @@ def test_resume_after_a_crash_mid_run(
             raise RuntimeError("killed")
         return real(unit)
 
-    monkeypatch.setattr(stage, "_patch_unit", dying)
+    monkeypatch.setattr(task, "patch_unit", dying)
     monkeypatch.setattr(stage, "Committer", EagerCommitter)
     with pytest.raises(RuntimeError, match="killed"):
         patch(ws, pipe, workers=1)
