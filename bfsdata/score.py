@@ -1,4 +1,5 @@
-"""Score patches with an exported model: phi = 1 - SSIM(X, X^) per patch, streamed, resumable.
+"""Score patches with an exported model, streamed, resumable: phi = 1 - SSIM(X, X^) per patch
+with the GAN, the band test's score with the variation model (`train.method`; `load_scorer`).
 
 Test acquisitions are scored as the machine sees them: the pipeline's test images only (paper:
 first, eighth and last frame, 3 x 5 vials x 4 regions = 60 patches per acquisition;
@@ -29,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from bfsdata.config.pipeline import Pipeline, image_name
+from bfsdata.imaging.variation import VariationModel
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
-from bfsdata.workspace import manifest
+from bfsdata.workspace import manifest, paths
 from bfsdata.workspace.parallel import progress_bar, run_tasks
 
 log = logging.getLogger(__name__)
@@ -66,31 +68,62 @@ def scoring_rows(workspace: Path, pipe: Pipeline) -> pd.DataFrame:
     return rows.sort_values(["acq", "patch"]).reset_index(drop=True)
 
 
-def load_scorer(run_dir: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """The exported SavedModel's `serve` endpoint: (B, P, P, 1) uint8 -> score, heatmap, ..."""
+# (B, P, P) uint8 patches, and each one's (kind, vial, region) -> {"score": (B,),
+# "heatmap": (B, P, P, 1), "reconstruction": (B, P, P, 1)}. The GAN needs no keys.
+Scorer = Callable[..., dict[str, np.ndarray]]
+
+
+def load_scorer(run_dir: Path) -> Scorer:
+    """The run's exported model as `serve(x, where)`: the GAN's SavedModel `serve` endpoint, or
+    the variation model (bfsdata.imaging.variation), which needs `where`, the patches' keys."""
+    path = _model_path(run_dir)
+    if path.name == Path(paths.VARIATION_MODEL).name:
+        with np.load(path) as arrays:
+            model = VariationModel.from_arrays(arrays)
+
+        def serve_variation(x: np.ndarray, where: list | None = None) -> dict[str, np.ndarray]:
+            if where is None:
+                raise ScoreError(
+                    f"{path}: a variation model scores each patch at its position; "
+                    "pass the patches' (kind, vial, region)"
+                )
+            return model(x, where)
+
+        return serve_variation
     import tensorflow as tf
 
-    model = tf.saved_model.load(str(_model_dir(run_dir)))
+    saved = tf.saved_model.load(str(path))
 
-    def serve(x: np.ndarray) -> dict[str, np.ndarray]:
-        out = model.serve(tf.constant(x[..., None] if x.ndim == 3 else x))
+    def serve(x: np.ndarray, where: list | None = None) -> dict[str, np.ndarray]:
+        out = saved.serve(tf.constant(x[..., None] if x.ndim == 3 else x))
         return {k: v.numpy() for k, v in out.items()}
 
     return serve
 
 
 def score_label(run_dir: Path) -> str:
-    """What the exported model's score is, in words (its `train.loss.score_share`)."""
-    meta = json.loads((Path(run_dir) / "export" / "model.json").read_text())
+    """What the exported model's score is, in words (`train.loss.score_share` of the GAN,
+    `train.variation.score` of the variation model)."""
+    meta = json.loads((Path(run_dir) / paths.MODEL_INFO).read_text())
+    if meta.get("model") == "variation":
+        if meta["score"] == "area":
+            return "variation model: largest out-of-band area, px"
+        return f"variation model: worst {meta['score_share']:.0%} of |x - m| / max(a, k v)"
     share = float(meta.get("score_share", 1.0))  # older exports: the paper's mean
     return "1 - SSIM" if share >= 1.0 else f"1 - SSIM, worst {share:.0%} of the map"
 
 
-def _model_dir(run_dir: Path) -> Path:
-    path = Path(run_dir) / "export" / "saved_model"
+def _model_path(run_dir: Path) -> Path:
+    path = paths.model_path(run_dir)
     if not path.exists():
         raise ScoreError(f"{path}: no exported model; run `bfsdata train` to the end first")
     return path
+
+
+def patch_keys(rows: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """(kind, vial, region) of each row: where a variation model compares the patch."""
+    cols = [rows[c].to_numpy() for c in ("kind", "vial", "region")]
+    return [(str(k), int(v), int(r)) for k, v, r in zip(*cols, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -99,6 +132,7 @@ class _Part:
 
     index: int
     patch_rows: np.ndarray  # (n,) int64 store rows, in scoring order
+    where: list  # (kind, vial, region) of each row
     store: str  # the zarr store (store.store_url)
     run_dir: str
     model_stamp: str  # what the exported model's files were when the part was planned
@@ -121,15 +155,17 @@ def score(
     store.check_reachable(workspace, scheduler)
     out_dir = Path(out_dir)
     parts_dir = out_dir / ".parts"
-    stamp = _model_stamp(_model_dir(run_dir))
+    stamp = _model_stamp(_model_path(run_dir))
     _reset_if_stale(parts_dir, _key(rows, stamp, batch))
     per_part = PART * batch
     n_parts = -(-len(rows) // per_part)
     patch_rows = rows["patch"].to_numpy(np.int64)
+    where = patch_keys(rows)
     todo = [
         _Part(
             i,
             patch_rows[i * per_part : (i + 1) * per_part],
+            where[i * per_part : (i + 1) * per_part],
             store.store_url(workspace),
             os.path.abspath(run_dir),  # a worker's working folder is not ours
             stamp,
@@ -165,7 +201,7 @@ def score(
                 on_result(_score_part(part, serve, advance))
     frames = [pd.read_parquet(parts_dir / f"part-{i:05d}.parquet") for i in range(n_parts)]
     times = [t for i in range(n_parts) for t in np.load(parts_dir / f"times-{i:05d}.npy")]
-    return pd.concat(frames, ignore_index=True), _timing(times, batch)
+    return pd.concat(frames, ignore_index=True), _timing(times, batch, _device(run_dir))
 
 
 def _score_part(
@@ -182,23 +218,24 @@ def _score_part(
         idx = part.patch_rows[j : j + part.batch]
         x = arr[idx].read().result()  # (b, P, P) uint8
         t0 = time.perf_counter()
-        scores[j : j + part.batch] = serve(x)["score"]
+        scores[j : j + part.batch] = serve(x, part.where[j : j + part.batch])["score"]
         times.append(time.perf_counter() - t0)
         advance(len(idx))
     return part.index, scores, np.asarray(times)
 
 
 @functools.lru_cache(maxsize=1)
-def _worker_scorer(run_dir: str, model_stamp: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def _worker_scorer(run_dir: str, model_stamp: str) -> Scorer:
     """One model per worker process, loaded by its first part (seconds) and kept for the rest;
     the stamp makes a re-exported model load anew in a long-lived cluster."""
     return load_scorer(Path(run_dir))
 
 
-def _model_stamp(model_dir: Path) -> str:
+def _model_stamp(model: Path) -> str:
     """The exported model's files by name, size and mtime: changes when it is re-exported."""
     h = hashlib.sha256()
-    for f in sorted(Path(model_dir).rglob("*")):
+    model = Path(model)
+    for f in [model] if model.is_file() else sorted(model.rglob("*")):
         if f.is_file():
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -222,12 +259,19 @@ def _reset_if_stale(parts_dir: Path, key: str) -> None:
     stamp.write_text(key)
 
 
-def _timing(times: list[float], batch: int) -> dict:
-    """Inference time per batch and per patch, warm-up left out (ms)."""
+def _device(run_dir: Path) -> str:
+    """What scored: the variation model runs on the CPU; the GAN on TensorFlow's first GPU."""
+    if paths.model_path(run_dir).is_file():
+        return "CPU"
     import tensorflow as tf
 
-    t = np.asarray(times[WARMUP:] if len(times) > WARMUP else times) * 1e3
     gpus = tf.config.list_logical_devices("GPU")
+    return gpus[0].name if gpus else "CPU"
+
+
+def _timing(times: list[float], batch: int, device: str) -> dict:
+    """Inference time per batch and per patch, warm-up left out (ms)."""
+    t = np.asarray(times[WARMUP:] if len(times) > WARMUP else times) * 1e3
 
     def stats(v: np.ndarray) -> dict[str, float | None]:
         if len(v) == 0:
@@ -247,21 +291,23 @@ def _timing(times: list[float], batch: int) -> dict:
         "per_patch_ms": stats(t / batch),
         "warmup_batches": min(WARMUP, len(times)),
         "batches_timed": len(t),
-        "device": gpus[0].name if gpus else "CPU",
+        "device": device,
         "patches": int(len(times) * batch),
     }
 
 
 def reconstruct(workspace: Path, run_dir: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """A gallery function: store rows -> x, reconstruction, heatmap, each (N, P, P) in [0, 1]."""
+    """A gallery function: store rows -> x, reconstruction, heatmap, each (N, P, P) in [0, 1].
+    The variation model's reconstruction is the ideal patch, its heatmap the out-of-band map."""
     serve = load_scorer(run_dir)
     arr = store_io.ts_array(store.store_url(workspace), "patches")
+    keys = manifest.read(workspace, manifest.PATCHES).set_index("patch")[["kind", "vial", "region"]]
 
     def images(patch_rows: np.ndarray) -> dict[str, np.ndarray]:
         order = np.argsort(patch_rows)
         x = np.empty((len(patch_rows), *arr.shape[1:]), dtype=np.uint8)
         x[order] = arr[np.asarray(patch_rows)[order]].read().result()
-        out = serve(x)
+        out = serve(x, patch_keys(keys.loc[np.asarray(patch_rows)]))
         return {
             "x": x.astype(np.float32) / 255.0,
             "reconstruction": out["reconstruction"][..., 0],

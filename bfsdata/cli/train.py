@@ -21,6 +21,13 @@ def command(
     workspace: WorkspaceOpt = Path("."),
     pipeline: PipelineOpt = None,
     name: Annotated[str, typer.Option(help="Run name: outputs go to runs/<name>/.")] = "default",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="gan (GRD-Net) or variation (ideal and tolerance band per position, CPU, "
+            "seconds; pipeline: train.method)."
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the newest checkpoint of the run.")
     ] = False,
@@ -36,11 +43,13 @@ def command(
         bool, typer.Option("--preview/--no-preview", help="PNG grids of X, X_n, M, X^ per epoch.")
     ] = True,
 ) -> None:
-    """Train the GAN (residual autoencoder + critic) on the train split, streaming patches.
+    """Train the GAN (residual autoencoder + critic) on the train split, streaming patches;
+    or, with --model variation, the variation model (docs/model.md).
 
     Example: bfsdata train -w ws/ --name first --epochs 10
     """
     given = {
+        "train.method": model,
         "train.optim.epochs": epochs,
         "train.optim.steps_per_epoch": steps,
         "train.optim.batch": batch,

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bfsdata.config.errors import check as _check
+from bfsdata.config.errors import check_int
+
+MAX_WIDTH = 16384  # filters of the widest stage (the paper's widest: 1024)
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,11 @@ class ModelConfig:
             f"2**disc_stages must divide patch_size {self.patch_size}",
         )
         for key in ("base_width", "stages", "latent", "disc_base_width", "disc_stages"):
-            _check(getattr(self, key) >= 1, f"train.model.{key}", "must be >= 1")
+            check_int(getattr(self, key), f"train.model.{key}", 1, MAX_WIDTH)
+        for key, n in (("base_width", self.stages), ("disc_base_width", self.disc_stages)):
+            widest = getattr(self, key) * 2 ** (n - 1)
+            why = f"widths double per stage: {widest} filters at stage {n}"
+            _check(widest <= MAX_WIDTH, f"train.model.{key}", f"too wide ({why}; max {MAX_WIDTH})")
         _check(self.merge in ("add", "concat"), "train.model.merge", "must be add or concat")
         _check(self.norm in ("batch", "layer", "none"), "train.model.norm", "batch|layer|none")
 
@@ -68,6 +75,7 @@ class LossConfig:
     def __post_init__(self) -> None:
         for key in ("wa", "wb", "w1", "w2", "w3", "w4", "huber_delta", "ssim_sigma"):
             _check(getattr(self, key) >= 0, f"train.loss.{key}", "must be >= 0")
+        check_int(self.ssim_window, "train.loss.ssim_window", 1, 255)
         _check(self.ssim_window % 2 == 1, "train.loss.ssim_window", "must be odd")
         _check(0 < self.score_share <= 1, "train.loss.score_share", "must be in (0, 1]")
 
@@ -86,6 +94,8 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         _check(0 <= self.q <= 1, "train.augment.q", "must be in [0, 1]")
+        for key in ("perlin_min_scale", "perlin_max_scale"):
+            check_int(getattr(self, key), f"train.augment.{key}", 0, 12, "2**12 grid cells")
         _check(
             0 <= self.perlin_min_scale <= self.perlin_max_scale,
             "train.augment.perlin_*",
@@ -115,6 +125,42 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.optim.lr", "must be > 0")
-        _check(self.first_decay_steps >= 1, "train.optim.first_decay_steps", "must be >= 1")
-        _check(self.batch >= 1 and self.epochs >= 1, "train.optim.batch/epochs", "must be >= 1")
-        _check(self.steps_per_epoch >= 0, "train.optim.steps_per_epoch", "must be >= 0")
+        check_int(self.first_decay_steps, "train.optim.first_decay_steps", 1, 10**12)
+        check_int(self.batch, "train.optim.batch", 1, 4096)
+        check_int(self.epochs, "train.optim.epochs", 1, 10**5)
+        check_int(self.steps_per_epoch, "train.optim.steps_per_epoch", 0, 10**9)
+        check_int(self.checkpoint_every, "train.optim.checkpoint_every", 0, 10**9)
+        check_int(self.val_patches, "train.optim.val_patches", 0, 10**7)
+
+
+@dataclass(frozen=True)
+class VariationConfig:
+    """The variation model (`train.method: variation`, bfsdata.imaging.variation): an ideal and
+    a variation image per (kind, vial, region); a pixel is out of band when it leaves
+    ideal +- max(abs_threshold, var_threshold * variation)."""
+
+    # Compare each patch less its mean grey level: strips and runs differ in brightness as a
+    # whole, which would otherwise make the variation image wide everywhere.
+    match_mean: bool = True
+    robust: bool = False  # median and MAD of a bounded sample, instead of mean and std
+    sample: int = 64  # patches per (kind, vial, region) the robust option keeps (P*P bytes each)
+    # The band and the score as chosen on the demo data (benchmarks/variation.py --quality;
+    # docs/performance.md, The variation model).
+    abs_threshold: float = 10.0  # grey levels (0..255): the band's narrowest half-width (a)
+    var_threshold: float = 5.0  # the band's half-width in variation units (k)
+    sigma: float = 0.0  # px, Gaussian smoothing of the variation image; 0 = none
+    score: str = "area"  # area: largest out-of-band region, px | share: worst share of d
+    score_share: float = 0.01  # with score `share`: the share of the patch averaged
+    batch: int = 256  # patches per store read of the training pass
+
+    def __post_init__(self) -> None:
+        check_int(self.sample, "train.variation.sample", 1, 1024, "kept in memory per position")
+        # grey levels of 8-bit patches: a band wider than 255 passes everything
+        _check(
+            0 < self.abs_threshold <= 255, "train.variation.abs_threshold", "must be in (0, 255]"
+        )
+        _check(0 <= self.var_threshold <= 1000, "train.variation.var_threshold", "must be 0..1000")
+        _check(0 <= self.sigma <= 64, "train.variation.sigma", "must be in [0, 64] px")
+        _check(self.score in ("area", "share"), "train.variation.score", "must be area or share")
+        _check(0 < self.score_share <= 1, "train.variation.score_share", "must be in (0, 1]")
+        check_int(self.batch, "train.variation.batch", 1, 65536)

@@ -52,7 +52,7 @@ from bfsdata.judging.decisions import runwise
 from bfsdata.score import load_scorer
 from bfsdata.sources.image_folders import image_id
 from bfsdata.sources.strip_folders import RUN_RE
-from bfsdata.workspace import provenance
+from bfsdata.workspace import paths, provenance
 from bfsdata.workspace.writes import png_bytes, write_atomic
 
 
@@ -69,7 +69,7 @@ def infer(
     th = load_thresholds(thresholds_path, pipe)
     recipe = thresholds_recipe(th, thresholds_path, pipe)
     serve = load_scorer(run_dir)
-    model = json.loads((Path(run_dir) / "export" / "model.json").read_text())
+    model = json.loads((Path(run_dir) / paths.MODEL_INFO).read_text())
     if model["patch_size"] != pipe.patch.size:
         raise InferError(
             f"{run_dir}: the model takes {model['patch_size']} px patches, the pipeline cuts "
@@ -92,11 +92,14 @@ def infer(
             scored, boxes, patches, meta = cut_image(folder, recipe, th)
         else:
             test = test_images(pipe, th)
-            scored, boxes, patches, meta = cut_run(folder, recipe, pipe.acquisition.frames, test)
-        out = serve(patches)
+            scored, boxes, patches, meta = cut_run(
+                folder, recipe, pipe.acquisition.frames, test, pipe.acquisition.max_pixels
+            )
+        n_v, n_r = boxes.shape[:2]
+        order = patch_order(meta["images"], n_v, n_r)
+        out = serve(patches, [(k, v + 1, r) for k, _, v, r in order])  # (kind, vial, region)
         scores = out["score"]  # (I * V * R,), image-major as cut
         ms = (time.perf_counter() - t0) * 1e3
-        n_v, n_r = boxes.shape[:2]
         per_cell = scores.reshape(-1, n_v, n_r).max(axis=0)  # (V, R): max over test images
         if images:
             strip, run = image_id(folder), 1
@@ -122,9 +125,7 @@ def infer(
                     "threshold": float(strip_t[r]),
                     "box": [int(b) for b in boxes[v, r]],
                 }
-                for (k, f, v, r), s in zip(
-                    patch_order(meta["images"], n_v, n_r), scores, strict=True
-                )
+                for (k, f, v, r), s in zip(order, scores, strict=True)
             ],
         }
         name = f"{strip}_run{run}"
@@ -168,9 +169,9 @@ def infer(
 def _record(pipe: Pipeline, run_dir: Path, thresholds: Path) -> dict:
     """The model and thresholds applied, by digest: the report's metrics.json records the same
     thresholds.json digest, so a decision leads back to the report and its data."""
-    model = run_dir / provenance.MODEL
+    model = paths.model_path(run_dir)
     inputs = {
-        str(model): provenance.tree_sha256(model),
+        str(model): provenance.model_sha256(model),
         str(thresholds): provenance.file_sha256(thresholds),
     }
     return provenance.record(pipe, "infer", inputs)

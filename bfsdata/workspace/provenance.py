@@ -8,7 +8,7 @@ sha256 of its YAML file), the `stage` that wrote it, `inputs` {what it read: sha
 stage's own facts (seed, model run).
 
 Digests: manifests by `manifest.digest` (their rows without timestamps: the same rows give the
-same digest in any workspace), the exported model by `tree_sha256`, other files by their
+same digest in any workspace), the exported model by `model_sha256`, other files by their
 bytes, raw acquisitions by `frames_sha256` (the acquisitions' `sha256` column).
 The patches manifest's record also holds `cut`, the recipe its patches were cut with
 (bfsdata.imaging.cut); `patch_recipe` reads it for verify, train and report.
@@ -31,8 +31,6 @@ from bfsdata import __version__
 from bfsdata.config.pipeline import Pipeline
 from bfsdata.imaging.cut import CutRecipe, RecipeError
 from bfsdata.workspace import manifest, paths
-
-MODEL = paths.MODEL  # inside runs/<name>/: the model `report` and `infer` score with
 
 
 def record(
@@ -91,9 +89,15 @@ def tree_sha256(folder: Path) -> str:
 
 
 def model_input(ws: Path, run: str) -> dict[str, str]:
-    """{key: digest} of runs/<run>'s exported model, as `report` records it."""
-    key = paths.run_key(run, MODEL)
-    return {key: tree_sha256(Path(ws) / key)}
+    """{key: digest} of runs/<run>'s exported model (paths.model_path), as `report` records it."""
+    run_dir = paths.run_dir(ws, run)
+    model = paths.model_path(run_dir)
+    return {paths.run_key(run, model.relative_to(run_dir).as_posix()): model_sha256(model)}
+
+
+def model_sha256(model: Path) -> str:
+    """The exported model's digest: a folder's (the GAN's SavedModel) or a file's."""
+    return tree_sha256(model) if Path(model).is_dir() else file_sha256(model)
 
 
 def patch_recipe(ws: Path) -> CutRecipe | None:
