@@ -55,8 +55,20 @@ def demo(
     """
     ws = fresh_workspace(workspace)
     pipe = load_pipeline("demo")
+    return chain(ws, pipe, synth_config(pipe, strips, seed, workers), workers, on_stage)
+
+
+def chain(
+    ws: Path,
+    pipe: Pipeline,
+    cfg: SynthConfig,
+    workers: int | None = None,
+    on_stage: Callable[[str, Any], None] = lambda stage, summary: None,
+) -> DemoSummary:
+    """The demo's stages in workspace `ws` (fresh_workspace): strips drawn by `cfg`, every
+    stage with `pipe`. benchmarks/quality.py runs it per synthetic look."""
     raw = ws / RAW
-    on_stage("synth", synth(raw, synth_config(pipe, strips, seed, workers)))
+    on_stage("synth", synth(raw, cfg))
     on_stage("ingest", ingest(raw, ws, pipe, processes=workers))
     on_stage("patch", patch(ws, pipe, processes=workers))
     on_stage("preview", write_contact_sheet(ws, paths.preview_file(ws, 0), acq=0))

@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 
 from bfsdata.config.pipeline import image_name
+from bfsdata.report.defect_types import section_html
 from bfsdata.report.html_blocks import (
     CSS,
     MAX_ROWS,
@@ -271,6 +272,7 @@ def render(m: Mapping[str, Any], images: Mapping[str, bytes], gallery: Sequence[
         "region-wise": _region_wise(m),
         "strip-wise": _strip_wise(m),
         "run-wise": "" if once else _run_wise(m),
+        "defect-types": section_html(m["defect_types"]) if m.get("defect_types") else "",
         "confusion": _confusions(m),
         "knapp": "" if once else _knapp(m["knapp"], images["knapp"]),
         "regions": "".join(img(v, k) for k, v in images.items() if k.startswith("region:")),
@@ -281,7 +283,7 @@ def render(m: Mapping[str, Any], images: Mapping[str, bytes], gallery: Sequence[
     shown = [
         (k, f"Table 2 {LEVEL[item]}" if k == "strip-wise" else t)
         for k, t in SECTIONS
-        if not (once and k in ("run-wise", "knapp"))
+        if not (once and k in ("run-wise", "knapp")) and (k != "defect-types" or sections[k])
     ]
     nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in shown)
     mark = ' <span class="fail">(in-sample)</span>' if m["in_sample"] else ""

@@ -32,6 +32,7 @@ SECTIONS = [
     ("region-wise", "Table 1 region-wise"),
     ("strip-wise", "Table 2 strip-wise"),
     ("run-wise", "Table 3 run-wise"),
+    ("defect-types", "Per defect type"),
     ("confusion", "Confusion matrices"),
     ("knapp", "Knapp"),
     ("regions", "ROC and scores"),

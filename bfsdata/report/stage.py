@@ -70,7 +70,11 @@ def _report(
             "records the recipe and cuts nothing), then report"
         )
     rows = scoring_rows(ws, pipe)
-    inputs = provenance.manifest_digests(ws, manifest.PATCHES, manifest.SPLITS_SCHEMA)
+    ann = manifest.read(ws, manifest.ANNOTATIONS)  # defect types, for the per-type table
+    read = {manifest.ANNOTATIONS.name: ann}
+    inputs = provenance.manifest_digests(
+        ws, manifest.PATCHES, manifest.SPLITS_SCHEMA, manifest.ANNOTATIONS, read=read
+    )
     inputs |= provenance.model_input(ws, run)
     rec = provenance.record(pipe, "report", inputs, model_run=run)
     scored, timing = score(ws, run_dir, rows, out_dir, batch=cfg.batch, scheduler=scheduler)
@@ -83,6 +87,7 @@ def _report(
         cfg,
         out_dir=out_dir,
         manual=manual,
+        annotations=ann,
         gallery=reconstruct(ws, run_dir),
         strip_image=lambda acq, kind, frame: source_image(root, acq, kind, frame),
         patch_size=pipe.patch.size,

@@ -28,7 +28,10 @@ in_sample, fitted_on, evaluated_on, notes, counts {split: {patches, acquisitions
 defect_strips}}, thresholds {patch, strip, run}, headline {name: rate}, region_wise {regions
 {r: {name, threshold, auroc, ms_per_patch, **rates}}, patches, vial, by_vial {v: rates},
 left_out {patches, strips}}, strip_wise {thresholds, auroc, ms_per_strip, **rates}, run_wise
-{thresholds, min_agree, decisions, **rates}, val {patch, strip, run: rates} | null, knapp
+{thresholds, min_agree, decisions, **rates}, defect_types {level, kinds, types {name: {strips,
+acquisitions, rejected, recall, escape_rate, caught_by {kind: n}, at_defect {located, caught,
+by {kind: n}}, regions {r: the same with name}}}, untyped {strips, acquisitions}} (strip-wise,
+report/defect_types.py), val {patch, strip, run: rates} | null, knapp
 {n_strips, fqa_7_10, fqv_7_10, fqa_manual_zone, efficiency, efficiency_manual_zone, pass,
 zones, manual_rows_outside_kit, table [rows]}, timing {the input + ms_per_patch, ms_per_strip
 {mean, p50, p99}, strip_basis, slot_ms, margin_ms, margin_p99_ms, fits_slot}, misclassified
@@ -45,7 +48,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,22 +56,20 @@ import numpy as np
 import pandas as pd
 
 import bfsdata
-from bfsdata.config.pipeline import KINDS, ReportConfig, image_name
+from bfsdata.config.pipeline import KINDS, ReportConfig
 from bfsdata.config.policy import parse_policy
 from bfsdata.judging.metrics import Rate
 from bfsdata.report import plots as rp
 from bfsdata.report import sections
 from bfsdata.report import tables as rt
+from bfsdata.report.defect_types import defect_types
+from bfsdata.report.gallery import GalleryFn, StripImageFn, png_name, render_panels
 from bfsdata.report.html import render
 from bfsdata.report.html_blocks import fmt_rate
 from bfsdata.workspace.writes import write_atomic
 
 log = logging.getLogger(__name__)
 
-# store rows (N,) -> {"x", "reconstruction", "heatmap"}: each (N, P, P) float32 in [0, 1]
-GalleryFn = Callable[[np.ndarray], dict[str, np.ndarray]]
-# (acq, kind, frame) -> the image the patch was cut from, (H, W) uint8, crop boxes in its pixels
-StripImageFn = Callable[[int, str, int], np.ndarray]
 # headline figure name -> metrics.rates key, for strip-wise and run-wise
 HEADLINE = {
     "accuracy": "accuracy",
@@ -130,6 +130,7 @@ def write_report(
     *,
     out_dir: Path,
     manual: pd.DataFrame | None = None,
+    annotations: pd.DataFrame | None = None,
     gallery: GalleryFn | None = None,
     strip_image: StripImageFn | None = None,
     patch_size: int | None = None,
@@ -142,20 +143,22 @@ def write_report(
 
     run: the training run whose scores these are. manual: the client's manual Knapp results,
     columns strip, rejections, inspections (rows of strips outside the judged kit are dropped).
+    annotations: the annotations manifest (defect types and where), for `defect_types`.
     gallery: reconstructs store rows for the gallery (None: scores only, no images);
     strip_image: the image a patch was cut from, to place its heatmap on the strip.
     patch_size: P of the store's (N, P, P) patches, recorded for infer.
     cut: the cut recipe of the scored patches (CutRecipe.to_dict), recorded for infer.
     item: "strip", or "image" for image folders (an acquisition is one image): the wording.
     score_name: what the score is (score.score_label), written to metrics, thresholds and plots.
-    provenance: what the scores came from (bfsdata.provenance record: manifests and model
+    provenance: what the scores came from (bfsdata.workspace.provenance record: manifests and model
     digests), written to metrics.json with the digest of thresholds.json added.
     Nothing is written until every figure is computed; a bad input writes nothing.
     """
     kit = rt.prepare(scores)
     ts = rt.fit_thresholds(kit.fit, kit.regions, cfg.policy, cfg.min_agree)
     tables, picks = _tables(kit, ts, timing, cfg, manual, item)
-    panels = _panels(picks, gallery, strip_image)
+    tables["defect_types"] = defect_types(kit.test, annotations, ts["strip"], cfg.alpha, item)
+    panels = render_panels(picks, gallery, strip_image)
     now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     about = {
         "bfsdata_version": bfsdata.__version__,
@@ -172,7 +175,7 @@ def write_report(
         "score": score_name,
     }
     gallery_rows = [
-        {**r, "file": f"heatmaps/{_png_name(r)}" if i in panels else None}
+        {**r, "file": f"heatmaps/{png_name(r)}" if i in panels else None}
         for i, r in enumerate(rt.records(picks))
     ]
     metrics = {**about, **tables, "counts": sections.counts(scores), "gallery": gallery_rows}
@@ -292,41 +295,6 @@ def _figures(
     return out
 
 
-def _png_name(r: dict[str, Any]) -> str:
-    image = f"f{r['frame']}" if r["kind"] == "frame" else r["kind"]
-    return f"{r['strip']}_run{r['run']}_{image}_v{r['vial']}_r{r['region']}.png"
-
-
-def _panels(
-    picks: pd.DataFrame, gallery: GalleryFn | None, strip_image: StripImageFn | None
-) -> dict[int, bytes]:
-    """Gallery panel PNG per pick index; none without a model."""
-    if gallery is None or picks.empty:
-        return {}
-    rows = picks["patch"].to_numpy(np.int64)
-    imgs = gallery(rows)
-    for key in ("x", "reconstruction", "heatmap"):
-        a = np.asarray(imgs.get(key)) if key in imgs else None
-        if a is None or a.ndim != 3 or a.shape[0] != rows.size:
-            found = None if a is None else a.shape
-            raise ValueError(f"gallery must return {key!r} as ({rows.size}, P, P); got {found}")
-    out = {}
-    for i, p in enumerate(picks.itertuples()):
-        strip = (
-            None if strip_image is None else np.asarray(strip_image(int(p.acq), p.kind, p.frame))
-        )
-        box = None if strip is None else (int(p.y0), int(p.x0), int(p.y1), int(p.x1))
-        where = f"{p.strip} run {p.run} {image_name(p.kind, p.frame)} vial {p.vial} R{p.region}"
-        title = f"{p.reason}: {where}, "
-        title += (
-            f"score {p.score:.4f} > {p.threshold:.4f}" if p.margin > 0 else f"score {p.score:.4f}"
-        )
-        out[i] = rp.gallery_panel(
-            imgs["x"][i], imgs["reconstruction"][i], imgs["heatmap"][i], title, strip, box
-        )
-    return out
-
-
 def _plain(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -345,7 +313,7 @@ def _write(
     """Everything was computed before; write the heatmaps, then the JSONs, the page last."""
     heat = out / "heatmaps"
     heat.mkdir(parents=True, exist_ok=True)
-    names = {_png_name(r): panels[i] for i, r in enumerate(rt.records(picks)) if i in panels}
+    names = {png_name(r): panels[i] for i, r in enumerate(rt.records(picks)) if i in panels}
     for name, png in names.items():
         write_atomic(heat / name, png)
     for stale in heat.glob("*.png"):  # panels of an earlier report that are not shown now

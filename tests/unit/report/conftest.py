@@ -8,12 +8,18 @@ import json
 import pandas as pd
 import pytest
 
-from tests.unit.report.scores import fake_gallery, make_scores, run_report, strip_image
+from tests.unit.report.scores import (
+    annotations,
+    fake_gallery,
+    make_scores,
+    run_report,
+    strip_image,
+)
 
 
 @pytest.fixture(scope="package")
 def done(tmp_path_factory: pytest.TempPathFactory):
-    """One full report (calib + test, manual Knapp file, a model for the gallery)."""
+    """One full report (calib + test, manual Knapp file, defect types, a model for the gallery)."""
     out = tmp_path_factory.mktemp("report")
     df = make_scores()
     strips = sorted(df["strip"].unique())
@@ -21,7 +27,13 @@ def done(tmp_path_factory: pytest.TempPathFactory):
     manual.loc[manual["strip"].str.startswith("D"), "rejections"] = 24  # FQV 8: reject zone
     calls: list = []
     summary = run_report(
-        out, df, manual=manual, gallery=fake_gallery(calls), strip_image=strip_image, patch_size=16
+        out,
+        df,
+        manual=manual,
+        annotations=annotations(),
+        gallery=fake_gallery(calls),
+        strip_image=strip_image,
+        patch_size=16,
     )
     rep = out / "rep"
     return {

@@ -61,6 +61,16 @@ def make_scores(calib: bool = True, seed: int = 0) -> pd.DataFrame:
     return df.assign(kind="frame", dy=np.float32(0), dx=np.float32(0), angle=np.float32(0))
 
 
+def annotations() -> pd.DataFrame:
+    """The annotations manifest of make_scores' defective strips: each defect's type at the
+    cell make_scores puts it in; D5's type without a location (it is not annotated)."""
+    types = {"D0": "spot", "D1": "scratch", "D2": "spot", "D3": "scratch", "D4": "spot"}
+    rows = [(s, "defect", t, 1 + int(s[1]) % 5, int(s[1]) % 4) for s, t in types.items()]
+    rows.append(("D5", "defect", "foam", None, None))
+    ann = pd.DataFrame(rows, columns=["strip", "label", "defect", "vial", "region"])
+    return ann.astype({"vial": "Int8", "region": "Int8"})
+
+
 def labelled(df: pd.DataFrame) -> pd.DataFrame:
     """Patches with a patch label, as the report sees them."""
     out = df[df["defect_here"].notna()].copy()

@@ -40,3 +40,15 @@ def test_html_is_self_contained_with_every_section(done) -> None:
     r = done["metrics"]["strip_wise"]["accuracy"]
     assert f'{r["value"]:.4f} <span class="ci">[{r["lo"]:.4f}, {r["hi"]:.4f}]</span>' in html
     assert "IN-SAMPLE" not in html
+    # per defect type: test strips D3 (scratch), D4 (spot), D5 (foam, not located)
+    section = html[html.index('<section id="defect-types">') :]
+    section = section[: section.index("</section>")]
+    types = done["metrics"]["defect_types"]["types"]
+    assert list(types) == ["foam", "scratch", "spot"]
+    for name, t in types.items():
+        r, at = t["recall"], t["at_defect"]
+        assert f"<b>{name}</b>" in section
+        assert f'{r["value"]:.4f} <span class="ci">[{r["lo"]:.4f}, {r["hi"]:.4f}]</span>' in section
+        assert f"<td>{at['caught']} / {at['located']}</td>" in section
+    assert types["foam"]["at_defect"]["located"] == 0 and types["spot"]["acquisitions"] == 10
+    assert "R3 bottom" in section and "R0 flag" in section  # D3's and D4's regions

@@ -138,7 +138,7 @@ def test_without_calib_everything_says_in_sample(tmp_path: Path) -> None:
         labelled(df[df["split"] == "test"]), "accuracy"
     )
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert 'class="banner">IN-SAMPLE' in html and html.count("(in-sample)</span>") == 9
+    assert 'class="banner">IN-SAMPLE' in html and html.count("(in-sample)</span>") == 10
     assert "Images unavailable" in html and not list((tmp_path / "rep").rglob("*.png"))
     assert "IN-SAMPLE" in s.lines()[0] and any("IN-SAMPLE" in n for n in m["notes"])
 

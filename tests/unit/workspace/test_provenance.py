@@ -199,7 +199,7 @@ def test_report_records_model_manifests_and_thresholds(run: SharedRun) -> None:
     rec = _metrics(run)["provenance"]
     model_key = f"runs/{run.name}/export/saved_model"
     assert (rec["stage"], rec["model_run"]) == ("report", run.name)
-    assert rec["inputs"] == _now(run.ws, PATCHES, SPLITS) | {
+    assert rec["inputs"] == _now(run.ws, PATCHES, SPLITS, ANN) | {
         model_key: provenance.tree_sha256(run.ws / model_key)
     }
     th = (run.report_dir / "thresholds.json").read_bytes()

@@ -1,0 +1,265 @@
+"""Detection quality across synthetic looks: the whole chain, one profile, every look.
+
+Issue #20: detection must hold on products the profile was not tuned to. For each look of
+`bfsdata.synth.looks` (docs/synth-looks.md) and each seed this renders the demo's strips in that
+look and runs the demo's chain on them (`bfsdata.demo.chain`: synth -> ingest -> patch -> split
+-> train -> report) with ONE profile, `pipelines/demo.yaml`. The only change per look is the
+layout of the look's geometry (`layout_for`), and for 12-bit frames `patch.input_bits: 12`,
+which nothing can infer (a 16-bit frame is read as full range); the output says so. A seed is
+the synthetic data's seed, as `bfsdata demo --seed`.
+
+Every figure is the report's: on the TEST half, thresholds fitted on calib. Per look, a table
+with a column per seed: strip-wise and run-wise accuracy with 95 % Clopper-Pearson intervals,
+false reject and escape rates, the patch AUROC per region, and each defect type's strip-wise
+recall (metrics.json `defect_types`); then one summary table over looks.
+
+A look x seed whose report is already in --out (with the same settings and profile file) is
+read back, not rerun: stop it any time and start it again. After a change to the code, give a
+new --out. Workspaces are deleted after their report is kept
+(--keep keeps them). At demo scale a look x seed takes about the demo's time on 2 cores.
+
+    python benchmarks/quality.py                          # default looks x seeds 0,1
+    python benchmarks/quality.py --quick --looks default,bright-bubbles
+    python benchmarks/quality.py --markdown > table.md    # tables for docs/performance.md
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import OUT, arguments
+
+from bfsdata.config.files import load_pipeline
+from bfsdata.config.overrides import with_overrides
+from bfsdata.config.pipeline import Pipeline
+from bfsdata.demo import STRIPS, chain, fresh_workspace, synth_config
+from bfsdata.synth import LOOKS, SynthConfig, layout_for
+
+# One look per axis of docs/synth-looks.md: the reference, bubble rim polarity, clutter
+# amount, flag geometry, separate vials, margins, light and noise, bit depth.
+DEFAULT_LOOKS = (
+    "default",
+    "bright-bubbles",
+    "bubbly",
+    "narrow-flag",
+    "separate-vials",
+    "wide-margins",
+    "dim-gradient-noisy",
+    "12bit",
+)
+QUICK_STRIPS = 32
+# --quick: a smaller test kit (4 + 4 good strips) so 32 strips leave good ones to train on,
+# and one short cosine of training. Settings of the whole run, never of one look.
+QUICK = {
+    "split.test_good": 8,
+    "train.optim.epochs": 1,
+    "train.optim.steps_per_epoch": 300,
+    "train.optim.first_decay_steps": 300,
+}
+KEPT = ("metrics.json", "thresholds.json", "report.html")  # of each report, in --out
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    look: str
+    seed: int
+    cfg: SynthConfig
+    overrides: dict[str, Any]  # on pipelines/demo.yaml
+    exception: str | None  # a setting beyond the layout, and why
+
+    @property
+    def name(self) -> str:
+        return f"{self.look}/seed{self.seed}"
+
+    def setup(self, quick: bool) -> dict[str, Any]:
+        """What the figures depend on: a kept report is reused only when this is equal."""
+        return {
+            "look": self.look,
+            "knobs": LOOKS[self.look],
+            "seed": self.seed,
+            "strips": self.cfg.strips,
+            "quick": quick,
+            "overrides": self.overrides,
+            "pipeline_sha256": pipeline(self).sha256,  # the profile file as it is now
+        }
+
+
+def case(look: str, seed: int, strips: int, quick: bool, workers: int) -> Case:
+    pipe = load_pipeline("demo")
+    base = synth_config(pipe, strips, seed, workers)
+    cfg = dataclasses.replace(base, **LOOKS[look])
+    overrides: dict[str, Any] = {"layout": layout_for(cfg)} | (QUICK if quick else {})
+    exception = None
+    if cfg.bit_depth == 12:
+        overrides["patch.input_bits"] = 12
+        exception = (
+            "patch.input_bits: 12 (12 significant bits in 16-bit PNGs; nothing in the chain "
+            "infers it, a 16-bit frame is read as full range)"
+        )
+    return Case(look, seed, cfg, overrides, exception)
+
+
+def pipeline(c: Case) -> Pipeline:
+    return with_overrides(load_pipeline("demo"), c.overrides)
+
+
+def run_case(c: Case, out: Path, quick: bool, keep: bool) -> dict[str, Any]:
+    """The metrics of one look x seed: read back when kept with the same setup, else run."""
+    where = out / c.look / (f"seed{c.seed}" + ("-quick" if quick else ""))
+    setup = c.setup(quick)
+    done = where / "result.json"
+    if done.exists():
+        result = json.loads(done.read_text())
+        if result["setup"] == setup:
+            print(f"{c.name}: read back from {where}", file=sys.stderr)
+            return result
+        print(f"{c.name}: kept report has other settings; running again", file=sys.stderr)
+    ws = fresh_workspace(where / "ws")
+    t0 = time.perf_counter()
+
+    def on_stage(stage: str, summary: Any) -> None:
+        print(f"{c.name}: {stage} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    summary = chain(ws, pipeline(c), c.cfg, None, on_stage)
+    seconds = time.perf_counter() - t0
+    report_dir = where / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        shutil.copyfile(summary.report_html.parent / name, report_dir / name)
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    result = {"setup": setup, "seconds": seconds, "exception": c.exception, "metrics": metrics}
+    done.write_text(json.dumps(result, indent=1))  # last: its presence means complete
+    if not keep:
+        shutil.rmtree(ws)
+    return result
+
+
+def rate(r: dict[str, float] | None) -> str:
+    return "–" if r is None else f"{r['value']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]"
+
+
+def look_table(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Rows of figures, a column per seed."""
+    ms = [r["metrics"] for r in results]
+    head = ["", *(f"seed {r['setup']['seed']}" for r in results)]
+    rows = [
+        ["strip-wise accuracy", *(rate(m["strip_wise"]["accuracy"]) for m in ms)],
+        ["run-wise accuracy", *(rate((m["run_wise"] or {}).get("accuracy")) for m in ms)],
+        ["strip-wise false reject rate", *(rate(m["strip_wise"]["false_reject_rate"]) for m in ms)],
+        ["strip-wise escape rate", *(rate(m["strip_wise"]["escape_rate"]) for m in ms)],
+    ]
+    regions = sorted({r for m in ms for r in m["region_wise"]["regions"]}, key=int)
+    for r in regions:
+        got = [m["region_wise"]["regions"].get(r) for m in ms]
+        name = next(g["name"] for g in got if g)
+        rows.append([f"AUROC {name} (patches)", *(_num(g and g["auroc"]) for g in got)])
+    types = sorted({t for m in ms for t in m["defect_types"]["types"]})
+    for t in types:
+        got = [m["defect_types"]["types"].get(t) for m in ms]
+        rows.append([f"recall {t}", *(_recall(g) for g in got)])
+    rows.append(["minutes", *(f"{r['seconds'] / 60:.1f}" for r in results)])
+    rows.append(["thresholds fitted on / judged on", *(_where(m) for m in ms)])
+    return head, rows
+
+
+def summary_table(by_look: dict[str, list[dict[str, Any]]]) -> tuple[list[str], list[list[str]]]:
+    head = ["look", "seed", "strip-wise", "run-wise", ">= 0.95", "lowest recall"]
+    rows = []
+    for look, results in by_look.items():
+        for r in results:
+            m = r["metrics"]
+            acc = m["strip_wise"]["accuracy"]
+            types = m["defect_types"]["types"]
+            worst = min(types, key=lambda t: _value(types[t]["recall"]), default=None)
+            low = "–" if worst is None else f"{worst} {_recall(types[worst])}"
+            ok = "yes" if acc is not None and acc["value"] >= 0.95 else "NO"
+            run_acc = (m["run_wise"] or {}).get("accuracy")
+            rows.append([look, str(r["setup"]["seed"]), rate(acc), rate(run_acc), ok, low])
+    return head, rows
+
+
+def _num(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _value(r: dict[str, float] | None) -> float:
+    return float("inf") if r is None else r["value"]
+
+
+def _recall(t: dict[str, Any] | None) -> str:
+    if t is None:
+        return "–"
+    return f"{rate(t['recall'])} {t['rejected']}/{t['acquisitions']}"
+
+
+def _where(m: dict[str, Any]) -> str:
+    return f"{m['fitted_on']} / {m['evaluated_on']}"
+
+
+def render(head: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:  # a defect name may hold the column separator
+        lines = [head, ["---"] * len(head), *([c.replace("|", "\\|") for c in r] for r in rows)]
+        return "\n".join("| " + " | ".join(r) + " |" for r in lines)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(r: list[str]) -> str:
+        cells = [c.rjust(w) for c, w in zip(r, widths, strict=True)]
+        return "  ".join([r[0].ljust(widths[0]), *cells[1:]])
+
+    return "\n".join(line(r) for r in [head, *rows])
+
+
+def main() -> None:
+    ap = arguments(__doc__, strips=STRIPS)
+    ap.set_defaults(strips=None)
+    ap.add_argument("--looks", default=",".join(DEFAULT_LOOKS), help="looks, comma-separated")
+    ap.add_argument("--seeds", default="0,1", help="synthetic data seeds, comma-separated")
+    ap.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_STRIPS} strips, one seed, short training"
+    )
+    ap.add_argument(
+        "--out", type=Path, default=OUT / "quality", help="results, one folder per look"
+    )
+    ap.add_argument("--markdown", action="store_true", help="tables as markdown")
+    ap.add_argument("--keep", action="store_true", help="keep each look's workspace")
+    args = ap.parse_args()
+    looks = [s.strip() for s in args.looks.split(",") if s.strip()]
+    unknown = [look for look in looks if look not in LOOKS]
+    if unknown:
+        ap.error(f"unknown looks {', '.join(unknown)}; known: {', '.join(LOOKS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.quick:
+        seeds = seeds[:1]
+    strips = args.strips or (QUICK_STRIPS if args.quick else STRIPS)
+    by_look: dict[str, list[dict[str, Any]]] = {}
+    exceptions = {}
+    for look in looks:
+        for seed in seeds:
+            c = case(look, seed, strips, args.quick, args.workers)
+            by_look.setdefault(look, []).append(run_case(c, args.out, args.quick, args.keep))
+            if c.exception:
+                exceptions[look] = c.exception
+    mode = "quick: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()) if args.quick else "demo"
+    print(
+        f"Profile pipelines/demo.yaml ({mode}), {strips} strips x 10 runs per look and seed; "
+        "per look only the layout of its geometry changes"
+        + "".join(f"; one exception, look {k}: {v}" for k, v in exceptions.items())
+        + ". Test half, thresholds fitted on calib, 95 % Clopper-Pearson intervals; recall "
+        "per defect type is strip-wise (rejected / acquisitions)."
+    )
+    for look, results in by_look.items():
+        knobs = ", ".join(f"{k} {v}" for k, v in LOOKS[look].items()) or "reference"
+        print(f"\n{'### ' if args.markdown else ''}{look} ({knobs})\n")
+        print(render(*look_table(results), args.markdown))
+    print(f"\n{'### ' if args.markdown else ''}Summary\n")
+    print(render(*summary_table(by_look), args.markdown))
+
+
+if __name__ == "__main__":
+    main()
