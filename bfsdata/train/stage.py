@@ -122,7 +122,7 @@ def train(
     recipe = provenance.patch_recipe(ws)  # how the training patches were cut: to model.json
     cut = {} if recipe is None else {"cut": recipe.to_dict()}
     rec = provenance.record(pipe, "train", inputs, seed=cfg.seed, **cut)
-    _write_config(run_dir, pipe, rec)
+    write_config(run_dir, pipe, rec)
 
     keras.utils.set_random_seed(cfg.seed)
     opt = cfg.optim
@@ -255,6 +255,7 @@ def _val_data(tf, store_dir: str, val_rows: np.ndarray, opt):
     return eval_dataset(store_dir, rows, batch=opt.batch).map(clean)
 
 
-def _write_config(run_dir: Path, pipe: Pipeline, rec: dict) -> None:
+def write_config(run_dir: Path, pipe: Pipeline, rec: dict) -> None:
+    """runs/<name>/config.yaml: the resolved pipeline and the run's provenance (any model)."""
     doc = {"provenance": rec, **pipeline_to_dict(pipe)}
     write_atomic(run_dir / paths.RUN_CONFIG, yaml.safe_dump(doc, sort_keys=False).encode())

@@ -30,13 +30,12 @@ from bfsdata.config.training import VariationConfig
 from bfsdata.imaging.variation import Key, Moments, Reservoir, VariationModel, smooth
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
-from bfsdata.train.stage import TrainError, TrainSummary, _write_config, training_rows
+from bfsdata.train.stage import TrainError, TrainSummary, training_rows, write_config
 from bfsdata.workspace import manifest, paths, provenance
 from bfsdata.workspace.writes import png_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 
-PREVIEWS = "previews"  # inside runs/<name>/
 GAP = 2  # px between the tiles of a preview
 
 
@@ -77,7 +76,7 @@ def train_variation(
     recipe = provenance.patch_recipe(ws)  # how the training patches were cut: to model.json
     cut = {} if recipe is None else {"cut": recipe.to_dict()}
     rec = provenance.record(pipe, "train", inputs, seed=pipe.train.seed, model="variation", **cut)
-    _write_config(run_dir, pipe, rec)
+    write_config(run_dir, pipe, rec)
 
     key_list, codes = np.unique(keys, return_inverse=True)  # sorted keys; each row's key index
     stats = _accumulate(store.store_url(ws), rows, codes, len(key_list), cfg, pipe.train.seed)
@@ -104,7 +103,7 @@ def train_variation(
     np.savez(buf, **model.to_arrays())
     write_atomic(export, buf.getvalue())  # last: its presence marks a finished run
     if preview:
-        _previews(run_dir / PREVIEWS, model)
+        _previews(run_dir / paths.PREVIEWS, model)
     return TrainSummary(
         run_dir=run_dir,
         train_patches=len(rows),
