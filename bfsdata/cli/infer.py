@@ -19,7 +19,11 @@ def command(
     pipeline: PipelineOpt = None,
     run: Annotated[str, typer.Option(help="Trained model: runs/<run>/export.")] = "default",
     report: Annotated[
-        str | None, typer.Option(help="Thresholds from reports/<report>/ (default: the run).")
+        str | None,
+        typer.Option(
+            help="Thresholds from reports/<report>/ (default: the run); a comparison report "
+            "applies its fused decision with each of its runs' models."
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default infer/<run>/).")] = None,
 ) -> None:
@@ -34,8 +38,13 @@ def command(
     else:
         thresholds = paths.thresholds_file(workspace, report, "--report")
     from bfsdata.infer import infer  # heavy (scipy): see cli/report.py
+    from bfsdata.infer.fused import infer_fused, is_fused
 
-    s = infer(acquisitions, run_dir, thresholds, pipe, out or paths.infer_dir(workspace, run))
+    if report is not None and is_fused(thresholds):  # a comparison report: its runs, fused
+        where = out or paths.infer_dir(workspace, report, "--report")
+        s = infer_fused(acquisitions, workspace, thresholds, pipe, where)
+    else:
+        s = infer(acquisitions, run_dir, thresholds, pipe, out or paths.infer_dir(workspace, run))
     console.print(f"[bold]infer[/] {len(s.acquisitions)} acquisition(s) -> {s.out_dir}")
     for r in s.acquisitions.itertuples(index=False):
         vials = ", ".join(map(str, r.rejected_vials)) or "-"

@@ -17,6 +17,7 @@ from bfsdata.cli.common import (
 from bfsdata.workspace.default_pipeline import pipeline_for
 
 if TYPE_CHECKING:
+    from bfsdata.report.compare_stage import Comparison
     from bfsdata.report.write import ReportSummary
 
 
@@ -24,9 +25,18 @@ if TYPE_CHECKING:
 def command(
     workspace: WorkspaceOpt = Path("."),
     pipeline: PipelineOpt = None,
-    run: Annotated[str, typer.Option(help="Training run to evaluate (runs/<run>/).")] = "default",
+    run: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Training run to evaluate (runs/<run>/); repeat it to compare runs and fuse "
+            "them (reject when any rejects) in reports/<name>/."
+        ),
+    ] = None,
     name: Annotated[
-        str | None, typer.Option(help="Report name: reports/<name>/ (default: the run name).")
+        str | None,
+        typer.Option(
+            help="Report name: reports/<name>/ (default: the run name; runs joined by '_')."
+        ),
     ] = None,
     policy: Annotated[
         str | None, typer.Option(help="Threshold policy: accuracy | balanced | frr:X | escape:X.")
@@ -42,6 +52,7 @@ def command(
     """Score calib/test/val patches, fit thresholds, write metrics, thresholds and report.html.
 
     Example: bfsdata report -w ws/ --run first --policy accuracy --manual knapp_manual.csv
+    Compare and fuse: bfsdata report -w ws/ --run gan1 --run var1
     """
     pipe = pipeline_for(workspace, pipeline, {"report.policy": policy})
     # Here, not at the top: evaluate pulls in matplotlib and scipy (1.4 s), which every other
@@ -49,9 +60,15 @@ def command(
     from bfsdata.report import report
 
     opts = {"processes": workers, "scheduler": scheduler, "store": store}
-    print_summary(report(workspace, pipe, run=run, name=name, manual=manual, **opts))
+    runs = run or ["default"]
+    if len(runs) == 1:
+        print_summary(report(workspace, pipe, run=runs[0], name=name, manual=manual, **opts))
+        return
+    from bfsdata.report.compare_stage import compare_runs
+
+    print_summary(compare_runs(workspace, pipe, runs, name=name, manual=manual, **opts))
 
 
-def print_summary(s: ReportSummary) -> None:
+def print_summary(s: ReportSummary | Comparison) -> None:
     for line in s.lines():
         console.print(line)
