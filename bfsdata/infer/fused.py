@@ -17,8 +17,7 @@ import pandas as pd
 
 from bfsdata.config.pipeline import Pipeline
 from bfsdata.infer.inputs import InferError
-from bfsdata.infer.stage import InferSummary, infer
-from bfsdata.judging.decisions import runwise
+from bfsdata.infer.stage import InferSummary, infer, strip_decisions, strip_records
 from bfsdata.workspace import paths
 from bfsdata.workspace.writes import write_atomic
 
@@ -49,23 +48,11 @@ def infer_fused(
         run_dir = paths.run_dir(workspace, run, "--run")
         parts[run] = infer(acquisitions, run_dir, sub / paths.THRESHOLDS, pipe, sub).acquisitions
     acq = _fuse(parts)
-    multi = acq.groupby("strip").filter(lambda g: len(g) > 1)
-    strips = (
-        runwise(
-            multi["strip"].to_numpy(),
-            multi["run_rejected"].to_numpy(),
-            np.zeros(len(multi), bool),
-            min_agree=th.get("min_agree", 7),
-        )
-        if not multi.empty
-        else pd.DataFrame()
-    )
+    strips = strip_decisions(acq, th.get("min_agree", 7))
     summary = {
         "fused": runs,
         "acquisitions": acq.to_dict(orient="records"),
-        "strips": []
-        if strips.empty
-        else strips.drop(columns=["is_defect", "correct"], errors="ignore").to_dict("records"),
+        "strips": strip_records(strips),
         "thresholds": str(thresholds_path),
         "runs": {r: str(out_dir / r) for r in runs},
     }

@@ -140,24 +140,10 @@ def infer(
             }
         )
     acq = pd.DataFrame(rows)
-    multi = acq.groupby("strip").filter(lambda g: len(g) > 1)
-    strips = (
-        runwise(
-            multi["strip"].to_numpy(),
-            multi["run_rejected"].to_numpy(),
-            np.zeros(len(multi), bool),
-            min_agree=th.get("min_agree", 7),
-        )
-        if not multi.empty
-        else pd.DataFrame()
-    )
+    strips = strip_decisions(acq, th.get("min_agree", 7))
     summary = {
         "acquisitions": acq.to_dict(orient="records"),
-        "strips": []
-        if strips.empty
-        else strips.drop(columns=["is_defect", "correct"], errors="ignore").to_dict(
-            orient="records"
-        ),
+        "strips": strip_records(strips),
         "thresholds": str(thresholds_path),
         "model": str(run_dir),
         "provenance": _record(pipe, Path(run_dir), Path(thresholds_path)),
@@ -211,3 +197,20 @@ def _plain(v):
     if isinstance(v, np.ndarray):
         return v.tolist()
     raise TypeError(f"cannot write {type(v).__name__} to JSON")
+
+
+def strip_decisions(acq: pd.DataFrame, min_agree: int) -> pd.DataFrame:
+    """The run-wise decision of every strip with several runs among `acq` (strip, run_rejected),
+    k of n runs agreeing (decisions.runwise); empty when no strip has more than one run."""
+    multi = acq.groupby("strip").filter(lambda g: len(g) > 1)
+    if multi.empty:
+        return pd.DataFrame()
+    not_known = np.zeros(len(multi), bool)  # new product: its label is what is being decided
+    return runwise(
+        multi["strip"].to_numpy(), multi["run_rejected"].to_numpy(), not_known, min_agree=min_agree
+    )
+
+
+def strip_records(strips: pd.DataFrame) -> list[dict]:
+    """Strip decisions as summary.json rows (without the label columns a new product lacks)."""
+    return strips.drop(columns=["is_defect", "correct"], errors="ignore").to_dict("records")
