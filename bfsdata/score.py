@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bfsdata.config.pipeline import Pipeline, image_name
+from bfsdata.imaging.residual import ResidualNorm
 from bfsdata.imaging.variation import VariationModel
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
@@ -75,21 +76,44 @@ Scorer = Callable[..., dict[str, np.ndarray]]
 
 def load_scorer(run_dir: Path) -> Scorer:
     """The run's exported model as `serve(x, where)`: the GAN's SavedModel `serve` endpoint, or
-    the variation model (bfsdata.imaging.variation), which needs `where`, the patches' keys."""
+    the variation model (bfsdata.imaging.variation). `where`, the patches' keys, is needed by
+    the variation model and by a GAN scored on its normalised residual (model.json `score`)."""
     path = _model_path(run_dir)
     if path.name == Path(paths.VARIATION_MODEL).name:
         with np.load(path) as arrays:
             model = VariationModel.from_arrays(arrays)
+        return _needs_where(path, model)
+    serve = saved_model_serve(path)
+    if json.loads((Path(run_dir) / paths.MODEL_INFO).read_text()).get("score") != "residual":
+        return serve
+    stats = Path(run_dir) / paths.RESIDUAL_STATS
+    if not stats.is_file():
+        raise ScoreError(f"{stats}: missing; the model's score is its normalised residual")
+    with np.load(stats) as arrays:
+        norm = ResidualNorm.from_arrays(arrays)
 
-        def serve_variation(x: np.ndarray, where: list | None = None) -> dict[str, np.ndarray]:
-            if where is None:
-                raise ScoreError(
-                    f"{path}: a variation model scores each patch at its position; "
-                    "pass the patches' (kind, vial, region)"
-                )
-            return model(x, where)
+    def residual(x: np.ndarray, where: list) -> dict[str, np.ndarray]:
+        out = serve(x)
+        recon = out["reconstruction"]
+        return {"reconstruction": recon, **norm(x, recon[..., 0], where)}
 
-        return serve_variation
+    return _needs_where(stats, residual)
+
+
+def _needs_where(path: Path, model: Callable[..., dict[str, np.ndarray]]) -> Scorer:
+    def serve(x: np.ndarray, where: list | None = None) -> dict[str, np.ndarray]:
+        if where is None:
+            raise ScoreError(
+                f"{path}: this model scores each patch at its position; "
+                "pass the patches' (kind, vial, region)"
+            )
+        return model(x[..., 0] if x.ndim == 4 else x, where)
+
+    return serve
+
+
+def saved_model_serve(path: Path) -> Scorer:
+    """The GAN's SavedModel `serve` endpoint on (B, P, P) uint8 patches, outputs as numpy."""
     import tensorflow as tf
 
     saved = tf.saved_model.load(str(path))
@@ -110,6 +134,9 @@ def score_label(run_dir: Path) -> str:
             return "variation model: largest out-of-band area, px"
         return f"variation model: worst {meta['score_share']:.0%} of |x - m| / max(a, k v)"
     share = float(meta.get("score_share", 1.0))  # older exports: the paper's mean
+    if meta.get("score") == "residual":
+        what = "residual normalised per pixel by good patches"
+        return what if share >= 1.0 else f"{what}, worst {share:.0%} of the map"
     return "1 - SSIM" if share >= 1.0 else f"1 - SSIM, worst {share:.0%} of the map"
 
 

@@ -12,6 +12,7 @@ from bfsdata.config.errors import check as _check
 from bfsdata.config.errors import check_int
 
 MAX_WIDTH = 16384  # filters of the widest stage (the paper's widest: 1024)
+SCORES = ("ssim", "residual")  # train.loss.score: what the GAN's anomaly score is taken of
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class LossConfig:
     # 1 = the whole map, the paper's phi (eq. 9); 0.01 = its worst 1 %, for defects that cover
     # a small part of a patch (see losses.anomaly_score).
     score_share: float = 1.0
+    # What the share is taken of: `ssim`, the 1 - SSIM map (the paper's); `residual`, the
+    # residual normalised per pixel and position by good val patches (bfsdata.imaging.residual).
+    score: str = "ssim"
+    residual_sigma: float = 2.0  # px, Gaussian blur of the residual before it is normalised
+    residual_floor: float = 0.01  # the smallest good std divided by, [0, 1] grey units
 
     def __post_init__(self) -> None:
         for key in ("wa", "wb", "w1", "w2", "w3", "w4", "huber_delta", "ssim_sigma"):
@@ -78,6 +84,9 @@ class LossConfig:
         check_int(self.ssim_window, "train.loss.ssim_window", 1, 255)
         _check(self.ssim_window % 2 == 1, "train.loss.ssim_window", "must be odd")
         _check(0 < self.score_share <= 1, "train.loss.score_share", "must be in (0, 1]")
+        _check(self.score in SCORES, "train.loss.score", f"must be {' or '.join(SCORES)}")
+        _check(0 <= self.residual_sigma <= 64, "train.loss.residual_sigma", "must be in [0, 64]")
+        _check(0 < self.residual_floor <= 1, "train.loss.residual_floor", "must be in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ The SavedModel has two endpoints, both (B, P, P, 1) patches in, a dict out:
        heatmap        (B, P, P, 1) |X - X^| min-max normalised per patch (eqs. 10-11)
 It loads with `tf.saved_model.load(path).serve(x)` in Python and through the TensorFlow C++ API
 (`LoadSavedModel`, signature `serve`), as the paper's machine does.
-model.json: patch_size, score_share and the training provenance (`meta`), which includes `cut`,
-the recipe the training patches were cut with (bfsdata.imaging.cut); infer checks it against
-the recipe of the thresholds it applies.
+model.json: patch_size, the score (`train.loss.score`, `score_share`) and the training
+provenance (`meta`), which includes `cut`, the recipe the training patches were cut with
+(bfsdata.imaging.cut); infer checks it against the recipe of the thresholds it applies.
+With score `residual` the SavedModel's score is not used: report and infer normalise the
+reconstruction's residual with export/residual.npz (bfsdata.train.residual).
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ def export(generator: keras.Model, out_dir: Path, loss_cfg: LossConfig, meta: di
     archive.write_out(str(out_dir / "saved_model"), verbose=False)
     generator.save(out_dir / "generator.keras")
     (out_dir / "model.json").write_text(
-        json.dumps({"patch_size": p, "score_share": loss_cfg.score_share, **meta}, indent=2)
+        json.dumps({"patch_size": p, **_score(loss_cfg), **meta}, indent=2)
     )
     return out_dir / "saved_model"
+
+
+def _score(loss_cfg: LossConfig) -> dict:
+    """How the output becomes the anomaly score: with `residual`, report and infer take it from
+    the reconstruction and export/residual.npz (bfsdata.imaging.residual), which holds its
+    settings."""
+    return {"score": loss_cfg.score, "score_share": loss_cfg.score_share}

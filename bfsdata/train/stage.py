@@ -186,6 +186,7 @@ def train(
         progress.close()
     meta = {**rec, "steps": keras_epochs * interval}
     exported = export(model.generator, run_dir / "export", cfg.loss, meta)
+    _residual_stats(ws, run_dir, pipe)
     history = pd.read_csv(run_dir / "losses.csv") if (run_dir / "losses.csv").exists() else None
     return TrainSummary(
         run_dir=run_dir,
@@ -197,6 +198,25 @@ def train(
         history=history if history is not None else pd.DataFrame(),
         export=exported,
     )
+
+
+def _residual_stats(ws: Path, run_dir: Path, pipe: Pipeline) -> None:
+    """The good-residual statistics beside the export (bfsdata.train.residual): required when
+    the score is the normalised residual, else kept so the weights can be judged on it too."""
+    from bfsdata.score import ScoreError
+    from bfsdata.train.residual import fit_residual_norm
+
+    try:
+        written = fit_residual_norm(ws, run_dir, pipe)
+    except ScoreError as e:  # no val/calib/test split of the scored images yet
+        written, why = None, str(e)
+    else:
+        why = f"{ws}: no good val patches of the scored images"
+    if written is None and pipe.train.loss.score == "residual":
+        raise TrainError(
+            f"{run_dir}: train.loss.score is residual, but its good statistics need val patches "
+            f"of the scored images: {why}"
+        )
 
 
 def _diverged(run_dir: Path, e: Exception, lr: float, kept: Path | None) -> TrainError:

@@ -50,6 +50,7 @@ ANNOTATIONS = "annotations"
 RUN_CONFIG = "config.yaml"  # the resolved pipeline and the run's provenance
 MODEL = "export/saved_model"  # the GAN's model, which `report` and `infer` score with
 VARIATION_MODEL = "export/variation.npz"  # the variation model's, in its place
+RESIDUAL_STATS = "export/residual.npz"  # beside the GAN's: good-residual statistics per position
 MODEL_INFO = "export/model.json"  # patch size, score, cut recipe and provenance of either
 METRICS = "metrics.json"
 THRESHOLDS = "thresholds.json"

@@ -245,3 +245,32 @@ def test_a_run_with_missing_frames_is_refused(run: SharedRun, tmp_path: Path) ->
     (folder / "frame_2.png").unlink()
     with pytest.raises(InferError, match=r"expected frames 0\.\.3, found 3 frame files"):
         infer([folder], run.run_dir, run.report_dir / "thresholds.json", run.pipe, tmp_path / "o")
+
+
+def test_a_gan_scored_on_its_normalised_residual_scores_alike_in_report_and_infer(
+    run: SharedRun, tmp_path: Path
+) -> None:
+    """Training left the good-residual statistics of the val patches beside the export; a run
+    whose model.json names the score `residual` is scored with them, by report and by infer."""
+    ws = copy_workspace(run.ws, tmp_path / "ws")
+    run_dir = ws / "runs" / "tiny"
+    stats = np.load(run_dir / "export" / "residual.npz")
+    assert sorted(set(stats["kind"])) == ["frame"] and len(stats["kind"]) == N_CELLS
+    assert (stats["std"] > 0).any()
+    info = run_dir / "export" / "model.json"
+    assert json.loads(info.read_text())["score"] == "ssim"
+    info.write_text(json.dumps(json.loads(info.read_text()) | {"score": "residual"}))
+    rep = report(ws, run.pipe, run="tiny", name="residual")
+    metrics = json.loads((rep.out_dir / "metrics.json").read_text())
+    assert "normalised" in metrics["score"]
+    scores = pd.read_parquet(rep.out_dir / "scores.parquet")
+    ssim = pd.read_parquet(run.report_dir / "scores.parquet")
+    assert not np.allclose(scores["score"].to_numpy(), ssim["score"].to_numpy())
+    assert (scores["score"] >= 0).all()
+    out = infer([ws / "raw" / "D1" / "run_1"], run_dir, rep.out_dir / "thresholds.json",
+                run.pipe, tmp_path / "infer")  # fmt: skip
+    got = pd.DataFrame(json.loads((out.out_dir / "D1_run1.json").read_text())["patches"])
+    want = scores[(scores["strip"] == "D1") & (scores["run"] == 1)]
+    both = got.merge(want, on=["kind", "frame", "vial", "region"], validate="1:1")
+    assert len(both) == len(TEST_FRAMES) * N_CELLS
+    np.testing.assert_allclose(both["score_x"], both["score_y"], rtol=1e-4, atol=1e-4)
