@@ -22,6 +22,7 @@ from bfsdata.config.training import (
 )
 
 KINDS = ("frame", "rank_min", "rank_max")
+KIND_CHOICES = ("auto", "all", "pooled")  # report.kind_choice
 IMAGE_LAYOUTS = ("grid", "resize")  # layout modes of image-folder data (bfsdata.imaging.tiling)
 
 # Upper bounds of the sizes a pipeline sets: far above any inspection line, low enough that no
@@ -254,8 +255,19 @@ class ReportConfig:
     slot_ms: float = 500.0  # ms, acquisition slot the inference of one strip must fit
     gallery: int = 12  # most anomalous strips shown (misclassified ones are always shown)
     batch: int = 60  # patches per inference batch: one acquisition (3 frames x 5 x 4)
+    # With several test kinds: auto = one threshold per (kind, region), each region judged by
+    # the kinds that see its defects on calib (bfsdata.judging.kinds); all = every kind with
+    # its own thresholds; pooled = one threshold per region over every kind's patches.
+    kind_choice: str = "auto"
+    kind_min_auroc: float = 0.75  # calib patch AUROC under which `auto` drops a kind there
 
     def __post_init__(self) -> None:
+        _check(
+            self.kind_choice in KIND_CHOICES,
+            "report.kind_choice",
+            f"{self.kind_choice!r} is not one of {', '.join(KIND_CHOICES)}",
+        )
+        _check(0.5 <= self.kind_min_auroc <= 1, "report.kind_min_auroc", "must be in [0.5, 1]")
         try:
             parse_policy(self.policy)
         except ValueError as e:

@@ -119,14 +119,34 @@ def thresholds_recipe(th: dict, path: Path, pipe: Pipeline) -> CutRecipe:
 
 def test_images(pipe: Pipeline, th: dict) -> list[tuple[str, int]]:
     """The images the thresholds were fitted on: thresholds.json's frames and kinds (files
-    written before kinds were recorded scored frames), else the pipeline's test images."""
+    written before kinds were recorded scored frames), else the pipeline's test images; with
+    thresholds per kind, only the kinds that judge some region."""
     acq = pipe.acquisition
     if th.get("frames") is not None:
         frames = tuple(th["frames"]) or acq.test_frames
-        acq = dataclasses.replace(
-            acq, test_frames=frames, test_kinds=tuple(th.get("kinds", ["frame"]))
-        )
+        kinds = th.get("kinds", ["frame"])
+        if by_kind(th):
+            kinds = [k for k in kinds if k in th["strip"]]
+        acq = dataclasses.replace(acq, test_frames=frames, test_kinds=tuple(kinds))
     return acq.test_images()
+
+
+def by_kind(th: dict) -> bool:
+    """Thresholds per (kind, region) ({kind: {region: t}} at each level); files without
+    `thresholds_by` hold one threshold per region over every kind ({region: t})."""
+    return th.get("thresholds_by", "region") == "kind"
+
+
+def image_thresholds(th: dict, level: str, images: list, n_regions: int) -> np.ndarray:
+    """(I, R) threshold of each cut image's regions at `level` (strip or run): the region's,
+    or with thresholds per kind its (kind, region)'s, +inf where the report dropped that kind
+    in that region (nothing of it judges the item)."""
+    t = th[level]
+    if by_kind(th):
+        rows = [[t.get(k, {}).get(str(r), np.inf) for r in range(n_regions)] for k, _ in images]
+    else:
+        rows = [[t[str(r)] for r in range(n_regions)] for _ in images]
+    return np.array(rows, dtype=float).reshape(len(images), n_regions)
 
 
 def cut_run(

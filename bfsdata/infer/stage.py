@@ -6,8 +6,10 @@ fitted on, acquisition.test_kinds) into vials x regions with the cut recipe thre
 records (bfsdata.imaging.cut: the recipe the scored patches were cut with, so a patch cut here
 is the stored patch of the same acquisition, bit for bit), score the patches with
 the exported model, and apply the report's `thresholds.json`: a vial (or the strip) is rejected
-when any of its patches scores above its region's `strip` threshold (paper eq. 13). Several runs
-of one strip also get the run-wise decision (`run` thresholds, k of n runs must agree).
+when any of its patches scores above its region's `strip` threshold (paper eq. 13), or with
+thresholds per kind (`thresholds_by` kind) above its (kind, region)'s, a (kind, region) the
+report dropped judging nothing. Several runs of one strip also get the run-wise decision
+(`run` thresholds, k of n runs must agree).
 
 A pipeline whose recipe differs from the recorded one is refused, naming the settings, and so
 is a thresholds.json without one (written by an older `bfsdata report`: run it again), rather
@@ -42,6 +44,7 @@ from bfsdata.infer.inputs import (
     cut_image,
     cut_run,
     image_files,
+    image_thresholds,
     load_thresholds,
     patch_order,
     run_folders,
@@ -82,8 +85,6 @@ def infer(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    strip_t = np.array([th["strip"][str(r)] for r in th["regions"]])
-    run_t = np.array([th["run"][str(r)] for r in th["regions"]])
     rows = []
     images = pipe.layout.mode in IMAGE_LAYOUTS
     for folder in image_files(acquisitions) if images else run_folders(acquisitions):
@@ -100,19 +101,23 @@ def infer(
         out = serve(patches, [(k, v + 1, r) for k, _, v, r in order])  # (kind, vial, region)
         scores = out["score"]  # (I * V * R,), image-major as cut
         ms = (time.perf_counter() - t0) * 1e3
-        per_cell = scores.reshape(-1, n_v, n_r).max(axis=0)  # (V, R): max over test images
+        strip_t = image_thresholds(th, "strip", meta["images"], n_r)  # (I, R)
+        run_t = image_thresholds(th, "run", meta["images"], n_r)
+        per_image = scores.reshape(-1, n_v, n_r)  # (I, V, R)
+        over = (per_image > strip_t[:, None, :]).any(axis=0)  # (V, R): any image over
+        patch_t = np.repeat(strip_t, n_v, axis=0).reshape(-1)  # (I * V * R,) as scores
         if images:
             strip, run = image_id(folder), 1
         else:
             strip, run = folder.parent.name, int(RUN_RE.match(folder.name).group(1))
-        rejected_vials = [v + 1 for v in range(n_v) if (per_cell[v] > strip_t).any()]
+        rejected_vials = [v + 1 for v in range(n_v) if over[v].any()]
         record = {
             "strip": strip,
             "run": run,
             "source": str(folder.resolve()),
             "rejected": bool(rejected_vials),
             "rejected_vials": rejected_vials,
-            "run_rejected": bool((per_cell > run_t).any()),
+            "run_rejected": bool((per_image > run_t[:, None, :]).any()),
             "ms": ms,
             **meta,
             "patches": [
@@ -122,17 +127,15 @@ def infer(
                     "vial": v + 1,
                     "region": r,
                     "score": float(s),
-                    "threshold": float(strip_t[r]),
+                    "threshold": float(t) if np.isfinite(t) else None,  # None: not judged
                     "box": [int(b) for b in boxes[v, r]],
                 }
-                for (k, f, v, r), s in zip(order, scores, strict=True)
+                for (k, f, v, r), s, t in zip(order, scores, patch_t, strict=True)
             ],
         }
         name = f"{strip}_run{run}"
         _write_json(out_dir / f"{name}.json", record)
-        _overlay(
-            scored[0], boxes, per_cell > strip_t, out["heatmap"][..., 0], out_dir / f"{name}.png"
-        )
+        _overlay(scored[0], boxes, over, out["heatmap"][..., 0], out_dir / f"{name}.png")
         rows.append(
             {
                 k: record[k]

@@ -49,7 +49,7 @@ def defect_types(
     annotations manifest (None: no type known) and the strip thresholds."""
     defect = test[test["strip_defect"]]
     acqs = defect.drop_duplicates(ACQ)[ACQ].reset_index(drop=True)
-    over = defect[defect["score"].to_numpy(float) > defect["region"].map(t).to_numpy(float)]
+    over = defect[defect["score"].to_numpy(float) > defect["column"].map(t).to_numpy(float)]
     over = over[[*ACQ, "kind", "vial", "region"]].astype({"vial": int, "region": int})
     kinds = [k for k in KINDS if k in set(test["kind"])]
     typed, cells = _typed(annotations, defect)

@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 
 from bfsdata.config.pipeline import image_name
+from bfsdata.report import kinds
 from bfsdata.report.defect_types import section_html
 from bfsdata.report.html_blocks import (
     CSS,
@@ -269,6 +270,7 @@ def render(m: Mapping[str, Any], images: Mapping[str, bytes], gallery: Sequence[
     left_out = f'<p class="note">{escape(once[0].upper() + once[1:])}.</p>' if once else ""
     sections = {
         "summary": f"<div class='cards'>{cards}</div>{left_out}",
+        "kinds": kinds.section_html(m["kind_choice"]) if m.get("kind_choice") else "",
         "region-wise": _region_wise(m),
         "strip-wise": _strip_wise(m),
         "run-wise": "" if once else _run_wise(m),
@@ -283,7 +285,8 @@ def render(m: Mapping[str, Any], images: Mapping[str, bytes], gallery: Sequence[
     shown = [
         (k, f"Table 2 {LEVEL[item]}" if k == "strip-wise" else t)
         for k, t in SECTIONS
-        if not (once and k in ("run-wise", "knapp")) and (k != "defect-types" or sections[k])
+        if not (once and k in ("run-wise", "knapp"))
+        and (k not in ("defect-types", "kinds") or sections[k])
     ]
     nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in shown)
     mark = ' <span class="fail">(in-sample)</span>' if m["in_sample"] else ""

@@ -29,6 +29,7 @@ nav a{margin-right:1em;color:#2a5db0;text-decoration:none}
 """
 SECTIONS = [
     ("summary", "Summary"),
+    ("kinds", "Kinds per region"),
     ("region-wise", "Table 1 region-wise"),
     ("strip-wise", "Table 2 strip-wise"),
     ("run-wise", "Table 3 run-wise"),

@@ -76,12 +76,12 @@ def gallery_picks(
         p = worst_patches(rows, ts["run"], by=["strip"])
         what = "escape: defect" if s.is_defect else "false reject: good"
         why = f"{what} strip rejected in {s.rejections} of {s.runs} runs (needs {s.need})"
-        picks.append(p.assign(reason=why, threshold=p["region"].map(ts["run"])))
+        picks.append(p.assign(reason=why, threshold=p["column"].map(ts["run"])))
     shown = strips.loc[~strips["correct"], "strip"]
     top = worst_patches(df[~df["strip"].isin(shown)], ts["strip"])
     top = top.sort_values("margin", ascending=False, kind="stable").drop_duplicates("strip")
     top = top.head(n)
-    picks.append(top.assign(reason="most anomalous", threshold=top["region"].map(ts["strip"])))
+    picks.append(top.assign(reason="most anomalous", threshold=top["column"].map(ts["strip"])))
     out = pd.concat(picks, ignore_index=True)
     return out[[*cols, "threshold", "margin", "reason"]]
 

@@ -18,6 +18,11 @@ image's patches). With one run per item there is no run-wise decision and no Kna
 
 Rates are `metrics.rates` dicts; an AUROC that mixes regions is taken on the item's margin
 max_r(score_r - threshold_r), the quantity whose sign decides the item.
+
+Thresholds are per threshold column (`column`): the region, one threshold over every kind of
+image, until `report.kinds.by_kind` gives each (kind, region) its own column
+(`judging.kinds.kind_column`); every table below reads thresholds by column and places patches
+by their `region`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from bfsdata.judging.decisions import (
     runwise_decider,
     threshold_vector,
 )
+from bfsdata.judging.kinds import column_kind
 from bfsdata.judging.metrics import auroc, rates
 from bfsdata.judging.thresholds import (
     cut_points,
@@ -56,10 +62,11 @@ Thresholds = dict[int, float]
 LEVEL = {"strip": "strip-wise", "image": "image-wise"}  # item -> name of Table 2's level
 
 
-def region_name(r: int, item: str = "strip") -> str:
-    if item == "image":
-        return f"tile row {int(r)}"
-    return REGION_NAMES.get(int(r), f"R{int(r)}")
+def region_name(column: int, item: str = "strip") -> str:
+    """A threshold column's name: the region's, with its kind when it has one."""
+    kind, r = column_kind(column)
+    name = f"tile row {r}" if item == "image" else REGION_NAMES.get(r, f"R{r}")
+    return name if kind is None else f"{name}, {kind}"
 
 
 def single_run(strips: pd.DataFrame, item: str = "strip") -> str | None:
@@ -75,13 +82,14 @@ def single_run(strips: pd.DataFrame, item: str = "strip") -> str | None:
 
 @dataclass(frozen=True)
 class Kit:
-    """Scored patches divided by role; `is_defect` (patch label, nullable) and `strip_defect`
-    (strip label) added. Without calib rows the thresholds are fitted on test (in-sample)."""
+    """Scored patches divided by role; `is_defect` (patch label, nullable), `strip_defect`
+    (strip label) and `column` (threshold column, the region until `kinds.by_kind`) added.
+    Without calib rows the thresholds are fitted on test (in-sample)."""
 
     fit: pd.DataFrame
     test: pd.DataFrame
     val: pd.DataFrame
-    regions: list[int]
+    regions: list[int]  # the threshold columns, sorted
     in_sample: bool
 
 
@@ -110,6 +118,7 @@ def prepare(scores: pd.DataFrame) -> Kit:
     if (here.fillna(False) & ~df["strip_defect"]).any():
         raise ValueError("scores: patches of good strips have defect_here True; check labels.csv")
     df["is_defect"] = here.where(df["strip_defect"], False)  # NA: defective, not annotated
+    df["column"] = df["region"].astype("int64")
     regions = sorted(int(r) for r in df["region"].unique())
     calib, test = df[df["split"] == "calib"], df[df["split"] == "test"]
     if test.empty:
@@ -130,7 +139,7 @@ def known(df: pd.DataFrame) -> pd.DataFrame:
 
 def acquisitions(df: pd.DataFrame, regions: list[int]) -> tuple[pd.DataFrame, np.ndarray]:
     """Strip-wise items: (strip, run, strip_defect) and M (n_acq, n_regions), eq. 13."""
-    return item_matrix(df, ACQ, regions=regions, label_col="strip_defect")
+    return item_matrix(df, ACQ, "column", regions=regions, label_col="strip_defect")
 
 
 def fit_thresholds(
@@ -147,7 +156,7 @@ def fit_thresholds(
     any frr and any escape budget, and keeps the best by the policy (the level below on ties).
     """
     lab = known(fit)
-    patch = fit_region_thresholds(lab, policy)
+    patch = fit_region_thresholds(lab, policy, region_col="column")
     absent = [r for r in regions if r not in patch]
     if absent:
         raise ValueError(
@@ -194,7 +203,7 @@ def region_wise(
     lab = known(df)
     out: dict[str, Any] = {"regions": {}}
     for r in regions:
-        g = lab[lab["region"] == r]
+        g = lab[lab["column"] == r]
         d, s = g["is_defect"].to_numpy(bool), g["score"].to_numpy(float)
         out["regions"][str(r)] = {
             "name": region_name(r, item),
@@ -203,12 +212,12 @@ def region_wise(
             "auroc": auroc(d, s),
             "ms_per_patch": ms_per_patch,
         }
-    over = lab["score"].to_numpy(float) > lab["region"].map(t).to_numpy(float)
+    over = lab["score"].to_numpy(float) > lab["column"].map(t).to_numpy(float)
     out["patches"] = rates(lab["is_defect"].to_numpy(bool), over, alpha)
     # a vial with any unlabelled patch has no vial label: leave it out whole
     na = df["is_defect"].isna()
     whole = ~na.groupby([df[c] for c in VIAL]).transform("any")
-    vials, M = item_matrix(known(df[whole]), VIAL, regions=regions, label_col="is_defect")
+    vials, M = item_matrix(known(df[whole]), VIAL, "column", regions=regions, label_col="is_defect")
     d, rej = vials["is_defect"].to_numpy(bool), reject_items(M, t)
     out["vial"] = {**rates(d, rej, alpha), "auroc": auroc(d, _margin(M, t)) if len(d) else None}
     pos = vials["vial"].to_numpy()
@@ -245,7 +254,7 @@ def strip_wise(
 
 def worst_patches(df: pd.DataFrame, t: Thresholds, by: list[str] = ACQ) -> pd.DataFrame:
     """The patch with the largest score - threshold of each group, with that margin."""
-    g = df.assign(margin=df["score"] - df["region"].map(t)).reset_index(drop=True)
+    g = df.assign(margin=df["score"] - df["column"].map(t)).reset_index(drop=True)
     return g.loc[g.groupby(by)["margin"].idxmax()].reset_index(drop=True)
 
 
@@ -256,7 +265,7 @@ def val_false_rejects(
     if val.empty:
         return None
     lab = known(val)
-    over = lab["score"].to_numpy(float) > lab["region"].map(ts["patch"]).to_numpy(float)
+    over = lab["score"].to_numpy(float) > lab["column"].map(ts["patch"]).to_numpy(float)
     items, M = acquisitions(val, regions)
     d = items["strip_defect"].to_numpy(bool)
     strips = runwise(items["strip"], reject_items(M, ts["run"]), d, min_agree=min_agree)

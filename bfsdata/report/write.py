@@ -12,22 +12,32 @@ Files written to `out_dir`, each beside its target then renamed:
     policy          "accuracy" | "balanced" | "frr:X" | "escape:X"
     min_agree       runs of 10 that must confirm a strip's label (run-wise rule)
     regions         [0, 1, 2, 3]; vials: vials per strip; frames: frame indices scored
-    kinds           ["frame"] | ["rank_max"] | ...: which images were scored (infer cuts these)
+    kinds           ["frame"] | ["rank_max"] | ...: which images were scored (infer cuts these,
+                    with thresholds per kind those that judge some region)
     patch_size      P of the (P, P) patches, or null when not given
     cut             the recipe the scored patches were cut with (bfsdata.imaging.cut
                     CutRecipe.to_dict; infer cuts with it), when given
-    patch           {region: t} one threshold per region on patches (Table 1)
-    strip           {region: t} per acquisition: reject if any patch score > t[region] (Table 2)
-    run             {region: t} per acquisition, then judged over a strip's runs (Table 3)
+    thresholds_by   "region": the levels below are {region: t}, one threshold over every kind
+                    (one kind scored, or report.kind_choice pooled; a file without the key);
+                    "kind": {kind: {region: t}}, a (kind, region) absent judges nothing
+    patch           one threshold per region (per kind) on patches (Table 1)
+    strip           per acquisition: reject if any patch score > its threshold (Table 2)
+    run             per acquisition, then judged over a strip's runs (Table 3)
+    kind_choice     which kinds judge each region and why (report/kinds.py, by_kind): mode,
+                    min_auroc, scored, thresholds_by, reason, regions {r: {name, kept, dropped,
+                    reason, kinds {kind: {auroc, defect_patches, good_patches, good_p50,
+                    good_p99, kept, why}}}}
     rule            the decision rule in words
     model_run       name of the training run whose scores these are
     fitted_on       "calib" | "test (in-sample)"; created_at (ISO, UTC); bfsdata_version
 
 `metrics.json`: bfsdata_version, created_at, model_run, workspace, policy, min_agree, alpha,
 in_sample, fitted_on, evaluated_on, notes, counts {split: {patches, acquisitions, good_strips,
-defect_strips}}, thresholds {patch, strip, run}, headline {name: rate}, region_wise {regions
-{r: {name, threshold, auroc, ms_per_patch, **rates}}, patches, vial, by_vial {v: rates},
-left_out {patches, strips}}, strip_wise {thresholds, auroc, ms_per_strip, **rates}, run_wise
+defect_strips}}, thresholds {patch, strip, run} (as in thresholds.json), kind_choice (as in
+thresholds.json), headline {name: rate}, region_wise {regions
+{c: {name, threshold, auroc, ms_per_patch, **rates}}, patches, vial, by_vial {v: rates},
+left_out {patches, strips}} (c: a threshold column, the region or with thresholds per kind
+judging.kinds.kind_column), strip_wise {thresholds, auroc, ms_per_strip, **rates}, run_wise
 {thresholds, min_agree, decisions, **rates}, defect_types {level, kinds, types {name: {strips,
 acquisitions, rejected, recall, escape_rate, caught_by {kind: n}, at_defect {located, caught,
 by {kind: n}}, regions {r: the same with name}}}, untyped {strips, acquisitions}} (strip-wise,
@@ -56,7 +66,7 @@ import numpy as np
 import pandas as pd
 
 import bfsdata
-from bfsdata.config.pipeline import KINDS, ReportConfig
+from bfsdata.config.pipeline import ReportConfig
 from bfsdata.config.policy import parse_policy
 from bfsdata.judging.metrics import Rate
 from bfsdata.report import plots as rp
@@ -66,6 +76,8 @@ from bfsdata.report.defect_types import defect_types
 from bfsdata.report.gallery import GalleryFn, StripImageFn, png_name, render_panels
 from bfsdata.report.html import render
 from bfsdata.report.html_blocks import fmt_rate
+from bfsdata.report.kinds import by_kind, nested
+from bfsdata.report.kinds import notes as kind_notes
 from bfsdata.workspace.writes import write_atomic
 
 log = logging.getLogger(__name__)
@@ -154,9 +166,13 @@ def write_report(
     digests), written to metrics.json with the digest of thresholds.json added.
     Nothing is written until every figure is computed; a bad input writes nothing.
     """
-    kit = rt.prepare(scores)
+    kit, choice = by_kind(rt.prepare(scores), cfg.kind_choice, cfg.kind_min_auroc, item)
     ts = rt.fit_thresholds(kit.fit, kit.regions, cfg.policy, cfg.min_agree)
     tables, picks = _tables(kit, ts, timing, cfg, manual, item)
+    by = choice["thresholds_by"]
+    tables["thresholds"] = {k: nested(v, by) for k, v in ts.items()}
+    tables["kind_choice"] = choice
+    tables["notes"] += kind_notes(choice)
     tables["defect_types"] = defect_types(kit.test, annotations, ts["strip"], cfg.alpha, item)
     panels = render_panels(picks, gallery, strip_image)
     now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
@@ -182,21 +198,23 @@ def write_report(
     thresholds = {
         "format": 1,
         **{k: about[k] for k in ("policy", "min_agree")},
-        "regions": kit.regions,
+        "regions": sorted(int(r) for r in scores["region"].unique()),
         "vials": int(scores["vial"].nunique()),
         "frames": sorted(int(f) for f in scores["frame"].unique() if f >= 0),
-        "kinds": [k for k in KINDS if k in set(scores["kind"])],
+        "kinds": choice["scored"],
+        "thresholds_by": by,
         "patch_size": patch_size,
         **({} if cut is None else {"cut": cut}),
         **tables["thresholds"],
         "rule": f"an {'image' if item == 'image' else 'acquisition'} is rejected if any patch "
-        f"score ({score_name}) > its region threshold"
+        f"score ({score_name}) > its {'(kind, region)' if by == 'kind' else 'region'} threshold"
         + (
             ""
             if tables["single_run"]
             else f"; a strip is judged by the 'run' thresholds and confirmed in >= "
             f"{cfg.min_agree} of 10 runs"
         ),
+        "kind_choice": choice,
         **{k: about[k] for k in ("model_run", "fitted_on", "created_at", "bfsdata_version")},
     }
     if provenance is not None:
@@ -252,7 +270,6 @@ def _tables(
     levels = [(rt.LEVEL[item], t2)] + ([] if once else [("run-wise", t3)])
     tables = {
         "notes": sections.notes(kit, t1, kn, tm, once),
-        "thresholds": {k: rt.keyed(v) for k, v in ts.items()},
         "headline": {
             f"{level} {name}": t[key] for level, t in levels for name, key in HEADLINE.items()
         },
@@ -282,7 +299,7 @@ def _figures(
     lab = rt.known(kit.test)
     out = {}
     for r in kit.regions:
-        g = lab[lab["region"] == r]
+        g = lab[lab["column"] == r]
         good, defect = (g.loc[g["is_defect"] == d, "score"].to_numpy() for d in (False, True))
         level_t = {k: v[r] for k, v in ts.items()}
         out[f"region:{r}"] = rp.region_figure(

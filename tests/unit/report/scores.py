@@ -26,6 +26,7 @@ VISIBLE = {"D0": 1.0, "D1": 0.9, "D2": 0.5, "D3": 1.0, "D4": 0.45, "D5": 1.0}
 THRESHOLD_KEYS = {
     "format", "policy", "min_agree", "regions", "vials", "frames", "kinds", "patch_size", "patch",
     "strip", "run", "rule", "model_run", "fitted_on", "created_at", "bfsdata_version",
+    "thresholds_by", "kind_choice",
 }  # fmt: skip
 
 

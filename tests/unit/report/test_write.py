@@ -138,7 +138,7 @@ def test_without_calib_everything_says_in_sample(tmp_path: Path) -> None:
         labelled(df[df["split"] == "test"]), "accuracy"
     )
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert 'class="banner">IN-SAMPLE' in html and html.count("(in-sample)</span>") == 10
+    assert 'class="banner">IN-SAMPLE' in html and html.count("(in-sample)</span>") == 11
     assert "Images unavailable" in html and not list((tmp_path / "rep").rglob("*.png"))
     assert "IN-SAMPLE" in s.lines()[0] and any("IN-SAMPLE" in n for n in m["notes"])
 
@@ -194,16 +194,20 @@ def _bad(df: pd.DataFrame, what: str) -> pd.DataFrame:
 
 
 def test_rank_images_are_test_images_like_frames(tmp_path: Path) -> None:
-    """acquisition.test_kinds [frame, rank_max]: the rank image's patches are one more image of
-    each acquisition; every table takes them in, thresholds.json names both kinds."""
+    """acquisition.test_kinds [frame, rank_max] pooled (report.kind_choice pooled): the rank
+    image's patches are one more image of each acquisition; every table takes them in,
+    thresholds.json names both kinds. Thresholds per kind: tests/unit/report/test_kinds.py."""
     df = make_scores()
     rank = df[df["frame"] == 0].assign(kind="rank_max", frame=-1)
     rank["score"] += 0.002  # differs from frame 0's, so a table that drops it shows
     df = pd.concat([df, rank.assign(patch=rank["patch"] + len(df))], ignore_index=True)
-    run_report(tmp_path, df, gallery=fake_gallery([]), strip_image=strip_image, patch_size=16)
+    cfg = ReportConfig(kind_choice="pooled")
+    kw = {"gallery": fake_gallery([]), "strip_image": strip_image, "patch_size": 16}
+    run_report(tmp_path, df, cfg, **kw)
     th = json.loads((tmp_path / "rep" / "thresholds.json").read_text())
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert (th["frames"], th["kinds"]) == ([0, 7, 15], ["frame", "rank_max"])
+    assert th["thresholds_by"] == "region" and th["kind_choice"]["regions"] == {}
     _, M, d = acquisitions(df[df["split"] == "test"])
     t2 = rates(d, reject_items(M, by_region(th["strip"])))
     assert {k: m["strip_wise"][k] for k in t2} == t2
