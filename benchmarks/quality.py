@@ -8,10 +8,16 @@ layout of the look's geometry (`layout_for`), and for 12-bit frames `patch.input
 which nothing can infer (a 16-bit frame is read as full range); the output says so. A seed is
 the synthetic data's seed, as `bfsdata demo --seed`.
 
+Each look x seed is judged with five models on the same workspace and test half (MODELS): the
+profile's GAN (1 - SSIM, worst share), the same weights scored on the normalised residual
+(`train.loss.score: residual`, bfsdata.imaging.residual), the variation model
+(`train.method: variation`), and each GAN fused with the variation model (reject when either
+rejects, thresholds fitted jointly on calib; `report --run A --run B`).
+
 Every figure is the report's: on the TEST half, thresholds fitted on calib. Per look, a table
-with a column per seed: strip-wise and run-wise accuracy with 95 % Clopper-Pearson intervals,
-false reject and escape rates, the patch AUROC per region, and each defect type's strip-wise
-recall (metrics.json `defect_types`); then one summary table over looks.
+per model with a column per seed: strip-wise and run-wise accuracy with 95 % Clopper-Pearson
+intervals, false reject and escape rates, the patch AUROC per region, and each defect type's
+strip-wise recall (metrics.json `defect_types`); then one summary table over looks.
 
 A look x seed whose report is already in --out (with the same settings and profile file) is
 read back, not rerun: stop it any time and start it again. After a change to the code, give a
@@ -33,13 +39,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from common import OUT, arguments
 
 from bfsdata.config.files import load_pipeline
 from bfsdata.config.overrides import with_overrides
 from bfsdata.config.pipeline import Pipeline
-from bfsdata.demo import STRIPS, chain, fresh_workspace, synth_config
+from bfsdata.demo import RUN, STRIPS, chain, fresh_workspace, synth_config
 from bfsdata.synth import LOOKS, SynthConfig, layout_for
+from bfsdata.workspace import paths
 
 # One look per axis of docs/synth-looks.md: the reference, bubble rim polarity, clutter
 # amount, flag geometry, separate vials, margins, light and noise, bit depth.
@@ -62,7 +70,10 @@ QUICK = {
     "train.optim.steps_per_epoch": 300,
     "train.optim.first_decay_steps": 300,
 }
-KEPT = ("metrics.json", "thresholds.json", "report.html")  # of each report, in --out
+KEPT = ("metrics.json", "thresholds.json", "report.html")  # of the GAN's report, in --out
+# Rows per look: the profile's GAN (1 - SSIM), the same weights on the normalised residual
+# (train.loss.score residual), the variation model, each fused with the variation model.
+MODELS = ("gan", "gan-residual", "variation", "fused", "fused-residual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,15 +97,19 @@ class Case:
             "strips": self.cfg.strips,
             "quick": quick,
             "overrides": self.overrides,
+            "models": list(MODELS),
             "pipeline_sha256": pipeline(self).sha256,  # the profile file as it is now
         }
 
 
-def case(look: str, seed: int, strips: int, quick: bool, workers: int) -> Case:
+def case(
+    look: str, seed: int, strips: int, quick: bool, workers: int, settings: dict[str, Any]
+) -> Case:
     pipe = load_pipeline("demo")
     base = synth_config(pipe, strips, seed, workers)
     cfg = dataclasses.replace(base, **LOOKS[look])
-    overrides: dict[str, Any] = {"layout": layout_for(cfg)} | (QUICK if quick else {})
+    run_wide = (QUICK if quick else {}) | settings  # the same for every look
+    overrides: dict[str, Any] = {"layout": layout_for(cfg)} | run_wide
     exception = None
     if cfg.bit_depth == 12:
         overrides["patch.input_bits"] = 12
@@ -126,18 +141,48 @@ def run_case(c: Case, out: Path, quick: bool, keep: bool) -> dict[str, Any]:
     def on_stage(stage: str, summary: Any) -> None:
         print(f"{c.name}: {stage} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
-    summary = chain(ws, pipeline(c), c.cfg, None, on_stage)
+    pipe = pipeline(c)
+    summary = chain(ws, pipe, c.cfg, None, on_stage)
     seconds = time.perf_counter() - t0
+    models = {MODELS[0]: json.loads((summary.report_html.parent / "metrics.json").read_text())}
+    models |= other_models(ws, pipe)
+    on_stage("other models", None)
     report_dir = where / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     for name in KEPT:
         shutil.copyfile(summary.report_html.parent / name, report_dir / name)
-    metrics = json.loads((report_dir / "metrics.json").read_text())
-    result = {"setup": setup, "seconds": seconds, "exception": c.exception, "metrics": metrics}
+    result = {"setup": setup, "seconds": seconds, "exception": c.exception, "models": models}
     done.write_text(json.dumps(result, indent=1))  # last: its presence means complete
     if not keep:
         shutil.rmtree(ws)
     return result
+
+
+def other_models(ws: Path, pipe: Pipeline) -> dict[str, dict[str, Any]]:
+    """Metrics of the other rows of MODELS on the chain's workspace and test half: the GAN's
+    weights judged on the normalised residual (a copy of the run whose model.json names that
+    score: the same weights, so only the score differs), the variation model, and the fused
+    decisions (reject when either rejects, thresholds fitted jointly on calib)."""
+    from bfsdata.report.compare_stage import compare_runs
+    from bfsdata.report.stage import report
+    from bfsdata.train.stage import train
+
+    gan = paths.run_dir(ws, RUN, "--run")
+    residual = paths.run_dir(ws, "gan-residual", "--run")
+    shutil.copytree(gan, residual)
+    info = residual / paths.MODEL_INFO
+    info.write_text(json.dumps(json.loads(info.read_text()) | {"score": "residual"}, indent=2))
+    train(ws, with_overrides(pipe, {"train.method": "variation"}), name="variation")
+    out = {}
+    for run in ("gan-residual", "variation"):
+        out[run] = json.loads((report(ws, pipe, run=run).out_dir / "metrics.json").read_text())
+    for name, runs in (
+        ("fused", [RUN, "variation"]),
+        ("fused-residual", ["gan-residual", "variation"]),
+    ):
+        m = compare_runs(ws, pipe, runs).metrics
+        out[name] = {**m["fused"], **{k: m[k] for k in ("fitted_on", "evaluated_on")}}
+    return out
 
 
 def rate(r: dict[str, float] | None) -> str:
@@ -145,42 +190,58 @@ def rate(r: dict[str, float] | None) -> str:
 
 
 def look_table(results: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Rows of figures, a column per seed."""
-    ms = [r["metrics"] for r in results]
+    """Rows of figures per model, a column per seed. A fused decision has no one score, so no
+    AUROC and no per-type recall."""
     head = ["", *(f"seed {r['setup']['seed']}" for r in results)]
-    rows = [
-        ["strip-wise accuracy", *(rate(m["strip_wise"]["accuracy"]) for m in ms)],
-        ["run-wise accuracy", *(rate((m["run_wise"] or {}).get("accuracy")) for m in ms)],
-        ["strip-wise false reject rate", *(rate(m["strip_wise"]["false_reject_rate"]) for m in ms)],
-        ["strip-wise escape rate", *(rate(m["strip_wise"]["escape_rate"]) for m in ms)],
-    ]
-    regions = sorted({r for m in ms for r in m["region_wise"]["regions"]}, key=int)
-    for r in regions:
-        got = [m["region_wise"]["regions"].get(r) for m in ms]
-        name = next(g["name"] for g in got if g)
-        rows.append([f"AUROC {name} (patches)", *(_num(g and g["auroc"]) for g in got)])
-    types = sorted({t for m in ms for t in m["defect_types"]["types"]})
-    for t in types:
-        got = [m["defect_types"]["types"].get(t) for m in ms]
-        rows.append([f"recall {t}", *(_recall(g) for g in got)])
-    rows.append(["minutes", *(f"{r['seconds'] / 60:.1f}" for r in results)])
-    rows.append(["thresholds fitted on / judged on", *(_where(m) for m in ms)])
+    rows = []
+    for model in MODELS:
+        ms = [r["models"].get(model) for r in results]
+        if not any(ms):
+            continue
+
+        def row(label: str, get: Any, ms: list = ms, model: str = model) -> None:
+            rows.append([f"{model}: {label}", *("–" if m is None else get(m) for m in ms)])
+
+        row("strip-wise accuracy", lambda m: rate(m["strip_wise"]["accuracy"]))
+        row("run-wise accuracy", lambda m: rate((m["run_wise"] or {}).get("accuracy")))
+        row("strip-wise FRR", lambda m: rate(m["strip_wise"]["false_reject_rate"]))
+        row("strip-wise escape rate", lambda m: rate(m["strip_wise"]["escape_rate"]))
+        have = [m for m in ms if m and "region_wise" in m]
+        regions = sorted({r for m in have for r in m["region_wise"]["regions"]}, key=int)
+        for reg in regions:
+            name = next(
+                m["region_wise"]["regions"][reg]["name"]
+                for m in have
+                if reg in m["region_wise"]["regions"]
+            )
+            row(
+                f"AUROC {name}",
+                lambda m, reg=reg: _num((m["region_wise"]["regions"].get(reg) or {}).get("auroc")),
+            )
+        types = sorted({t for m in have for t in m["defect_types"]["types"]})
+        for t in types:
+            row(f"recall {t}", lambda m, t=t: _recall(m["defect_types"]["types"].get(t)))
+    rows.append(["minutes (chain, GAN)", *(f"{r['seconds'] / 60:.1f}" for r in results)])
+    first = [r["models"][MODELS[0]] for r in results]
+    rows.append(["thresholds fitted on / judged on", *(_where(m) for m in first)])
     return head, rows
 
 
 def summary_table(by_look: dict[str, list[dict[str, Any]]]) -> tuple[list[str], list[list[str]]]:
-    head = ["look", "seed", "strip-wise", "run-wise", ">= 0.95", "lowest recall"]
+    """Strip-wise accuracy of each model per look x seed, and the GAN's weakest defect type."""
+    head = ["look", "seed", *MODELS, "best >= 0.95", "GAN's lowest recall"]
     rows = []
     for look, results in by_look.items():
         for r in results:
-            m = r["metrics"]
-            acc = m["strip_wise"]["accuracy"]
-            types = m["defect_types"]["types"]
+            accs = [
+                (r["models"].get(m) or {}).get("strip_wise", {}).get("accuracy") for m in MODELS
+            ]
+            types = r["models"][MODELS[0]]["defect_types"]["types"]
             worst = min(types, key=lambda t: _value(types[t]["recall"]), default=None)
             low = "–" if worst is None else f"{worst} {_recall(types[worst])}"
-            ok = "yes" if acc is not None and acc["value"] >= 0.95 else "NO"
-            run_acc = (m["run_wise"] or {}).get("accuracy")
-            rows.append([look, str(r["setup"]["seed"]), rate(acc), rate(run_acc), ok, low])
+            best = max((a["value"] for a in accs if a), default=0.0)
+            ok = "yes" if best >= 0.95 else "NO"
+            rows.append([look, str(r["setup"]["seed"]), *(rate(a) for a in accs), ok, low])
     return head, rows
 
 
@@ -228,7 +289,21 @@ def main() -> None:
     )
     ap.add_argument("--markdown", action="store_true", help="tables as markdown")
     ap.add_argument("--keep", action="store_true", help="keep each look's workspace")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting of the profile for every look (YAML value), e.g. "
+        "train.kinds=[rank_min,rank_max]; repeatable",
+    )
     args = ap.parse_args()
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--set {item!r}: expected KEY=VALUE")
+        settings[key.strip()] = yaml.safe_load(value)
     looks = [s.strip() for s in args.looks.split(",") if s.strip()]
     unknown = [look for look in looks if look not in LOOKS]
     if unknown:
@@ -241,11 +316,12 @@ def main() -> None:
     exceptions = {}
     for look in looks:
         for seed in seeds:
-            c = case(look, seed, strips, args.quick, args.workers)
+            c = case(look, seed, strips, args.quick, args.workers, settings)
             by_look.setdefault(look, []).append(run_case(c, args.out, args.quick, args.keep))
             if c.exception:
                 exceptions[look] = c.exception
-    mode = "quick: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()) if args.quick else "demo"
+    run_wide = (QUICK if args.quick else {}) | settings
+    mode = ", ".join(f"{k} {v}" for k, v in run_wide.items()) or "as it is"
     print(
         f"Profile pipelines/demo.yaml ({mode}), {strips} strips x 10 runs per look and seed; "
         "per look only the layout of its geometry changes"
