@@ -31,8 +31,8 @@ PipelineOpt = Annotated[
     typer.Option(
         "--pipeline",
         "-p",
-        help="Pipeline name (bfs-5vial, demo) or YAML path. Default: the workspace's "
-        "pipeline.yaml, else bfs-5vial.",
+        help="Pipeline name (bfs-5vial, demo, images, images-cpu) or YAML path. Default: "
+        "the workspace's pipeline.yaml, else bfs-5vial.",
     ),
 ]
 WorkersOpt = Annotated[

@@ -53,6 +53,36 @@ def test_demo_loads_with_small_patches() -> None:
     assert all(isinstance(band, tuple) for band in pipe.layout.regions)
 
 
+def _key_paths(tree: dict, where: str = "") -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        out.add(f"{where}{key}")
+        if isinstance(value, dict):
+            out |= _key_paths(value, f"{where}{key}.")
+    return out
+
+
+def test_images_cpu_is_a_small_image_profile_with_every_key_of_images() -> None:
+    pipe, paper = load_pipeline("images-cpu"), load_pipeline("images")
+    assert pipe.name == "images-cpu"
+    # every key spelled out, as in images.yaml, so each choice is visible and commented
+    files = [
+        yaml.safe_load((PIPELINES_DIR / f"{n}.yaml").read_text()) for n in (pipe.name, "images")
+    ]
+    assert _key_paths(files[0]) == _key_paths(files[1])
+    # an image-folder pipeline (ingest --format images refuses others), whole images as patches
+    assert pipe.acquisition == paper.acquisition and pipe.train.kinds == ("frame",)
+    assert pipe.layout.mode == "resize" and pipe.patch.kinds == ("frame",)
+    # smaller than the paper-size model, scored on the normalised residual
+    assert pipe.patch.size < paper.patch.size
+    assert pipe.model.base_width < paper.model.base_width and pipe.model.norm == "none"
+    assert pipe.train.loss.score == "residual" and paper.train.loss.score == "ssim"
+    # a fixed number of steps, one cosine decay over exactly them
+    optim = pipe.train.optim
+    assert optim.steps_per_epoch > 0
+    assert optim.first_decay_steps == optim.epochs * optim.steps_per_epoch
+
+
 def test_load_by_path_and_round_trip_through_yaml(tmp_path: Path) -> None:
     demo = load_pipeline("demo")
     path = _write(tmp_path, yaml.safe_dump(pipeline_to_dict(demo)))  # holds source/sha256 too
