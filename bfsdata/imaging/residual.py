@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from bfsdata.imaging.variation import Key, worst_share
+from bfsdata.imaging.variation import Key, array_keys, key_arrays, slot, worst_share
 
 
 def residual_maps(x: np.ndarray, recon: np.ndarray, sigma: float) -> np.ndarray:
@@ -88,23 +88,17 @@ class ResidualNorm:
         return {"score": worst_share(d, self.share), "heatmap": heat[..., None]}
 
     def _slot(self, key: Key) -> int:
-        kind, vial, region = key
-        try:
-            return self._index[(str(kind), int(vial), int(region))]
-        except KeyError:
-            raise ValueError(
-                f"no good-residual statistics for kind {kind}, vial {vial}, region {region}: "
-                f"they were taken on the val patches of {sorted({k[0] for k in self.keys})}; "
-                "score the kinds the model was trained and validated on"
-            ) from None
+        return slot(
+            self._index,
+            key,
+            "no good-residual statistics for {where}: they were taken on the val patches of "
+            "{kinds}; score the kinds the model was trained and validated on",
+        )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays (for an npz file) from which `from_arrays` rebuilds it."""
-        kinds, vials, regions = zip(*self.keys, strict=True) if self.keys else ((), (), ())
         return {
-            "kind": np.array(kinds, dtype=str),
-            "vial": np.array(vials, np.int64),
-            "region": np.array(regions, np.int64),
+            **key_arrays(self.keys),
             "mean": self.mean.astype(np.float32),
             "std": self.std.astype(np.float32),
             "sigma": np.float64(self.sigma),
@@ -114,12 +108,8 @@ class ResidualNorm:
 
     @classmethod
     def from_arrays(cls, arrays) -> ResidualNorm:
-        keys = tuple(
-            (str(k), int(v), int(r))
-            for k, v, r in zip(arrays["kind"], arrays["vial"], arrays["region"], strict=True)
-        )
         return cls(
-            keys,
+            array_keys(arrays),
             np.asarray(arrays["mean"], np.float32),
             np.asarray(arrays["std"], np.float32),
             float(arrays["sigma"]),

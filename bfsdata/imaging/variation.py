@@ -209,6 +209,33 @@ def _top_mean(flat: np.ndarray, n: int) -> float:
 Key = tuple[str, int, int]  # (kind, vial, region) of a patch, as in the patches manifest
 
 
+def key_arrays(keys: tuple[Key, ...]) -> dict[str, np.ndarray]:
+    """Keys as plain arrays (kind, vial, region) for an npz file; `array_keys` reads them."""
+    kinds, vials, regions = zip(*keys, strict=True) if keys else ((), (), ())
+    return {
+        "kind": np.array(kinds, dtype=str),
+        "vial": np.array(vials, np.int64),
+        "region": np.array(regions, np.int64),
+    }
+
+
+def array_keys(arrays) -> tuple[Key, ...]:
+    cols = (arrays["kind"], arrays["vial"], arrays["region"])
+    return tuple((str(k), int(v), int(r)) for k, v, r in zip(*cols, strict=True))
+
+
+def slot(index: dict[Key, int], key: Key, missing: str) -> int:
+    """index[key] of a patch's key; else ValueError `missing`, formatted with {where} (the
+    position in words) and {kinds} (the kinds the index holds)."""
+    kind, vial, region = key
+    try:
+        return index[(str(kind), int(vial), int(region))]
+    except KeyError:
+        where = f"kind {kind}, vial {vial}, region {region}"
+        kinds = sorted({k[0] for k in index})
+        raise ValueError(missing.format(where=where, kinds=kinds)) from None
+
+
 @dataclass(frozen=True, eq=False)
 class VariationModel:
     """Ideal and variation images per key, and how to compare: a, k, the score (and share)."""
@@ -262,23 +289,17 @@ class VariationModel:
         return {"score": score, "heatmap": heat, "reconstruction": recon}
 
     def _slot(self, key: Key) -> int:
-        kind, vial, region = key
-        try:
-            return self._index[(str(kind), int(vial), int(region))]
-        except KeyError:
-            raise ValueError(
-                f"the variation model has no ideal for kind {kind}, vial {vial}, region "
-                f"{region}: it was trained on {sorted({k[0] for k in self.keys})}; train it on "
-                "the kinds that are scored (train.kinds, acquisition.test_kinds)"
-            ) from None
+        return slot(
+            self._index,
+            key,
+            "the variation model has no ideal for {where}: it was trained on {kinds}; train it on "
+            "the kinds that are scored (train.kinds, acquisition.test_kinds)",
+        )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays (for an npz file) from which `from_arrays` rebuilds the model."""
-        kinds, vials, regions = zip(*self.keys, strict=True) if self.keys else ((), (), ())
         return {
-            "kind": np.array(kinds, dtype=str),
-            "vial": np.array(vials, np.int64),
-            "region": np.array(regions, np.int64),
+            **key_arrays(self.keys),
             "ideal": self.ideal.astype(np.float32),
             "variation": self.variation.astype(np.float32),
             "a": np.float64(self.a),
@@ -290,12 +311,8 @@ class VariationModel:
 
     @classmethod
     def from_arrays(cls, arrays) -> VariationModel:
-        keys = tuple(
-            (str(k), int(v), int(r))
-            for k, v, r in zip(arrays["kind"], arrays["vial"], arrays["region"], strict=True)
-        )
         return cls(
-            keys,
+            array_keys(arrays),
             np.asarray(arrays["ideal"], np.float32),
             np.asarray(arrays["variation"], np.float32),
             float(arrays["a"]),
