@@ -10,6 +10,7 @@ self-contained report.html with the comparison table.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from html import escape
 from pathlib import Path
@@ -85,6 +86,12 @@ def write_comparison(
         "created_at": now,
         "bfsdata_version": bfsdata.__version__,
     }
+    # What each run's scores came from (its own report's record) and this thresholds.json's
+    # digest, which infer records: a fused decision leads back to every model and manifest.
+    out["provenance"] = {
+        "runs": {r: metrics[r].get("provenance") for r in runs},
+        "thresholds_sha256": hashlib.sha256(_json(th)).hexdigest(),
+    }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / "thresholds.json", _json(th))
@@ -143,8 +150,29 @@ def _html(out: dict[str, Any]) -> str:
         "is rejected when any run rejects it, every threshold fitted jointly</p>"
         f"<h2 id='comparison'>Comparison</h2><div class='wide'><table><thead><tr>{head}</tr>"
         f"</thead><tbody>{''.join(body)}</tbody></table></div>"
-        "<p class='note'>Each run's full report is in reports/&lt;run&gt;/.</p></body></html>\n"
+        "<p class='note'>Each run's full report is in reports/&lt;run&gt;/.</p>"
+        f"<h2 id='provenance'>Provenance</h2>{_provenance(out['provenance'])}</body></html>\n"
     )
+
+
+def _provenance(prov: dict[str, Any]) -> str:
+    """Per run its pipeline and the digests of the manifests and the model its scores came
+    from; then the digest of the fused thresholds.json."""
+    rows = []
+    for run, rec in prov["runs"].items():
+        if not rec:
+            rows.append(f"<tr><td>{escape(run)}</td><td>no record</td></tr>")
+            continue
+        what = [f"pipeline {rec.get('pipeline')} sha256 {rec.get('pipeline_sha256')}"]
+        what += [f"{k} sha256 {v}" for k, v in rec.get("inputs", {}).items()]
+        cells = "<br>".join(f"<code>{escape(w)}</code>" for w in what)
+        rows.append(f"<tr><td>{escape(run)}</td><td>{cells}</td></tr>")
+    rows.append(
+        f"<tr><td>fused thresholds.json</td><td><code>sha256 {prov['thresholds_sha256']}"
+        "</code></td></tr>"
+    )
+    head = "<thead><tr><th>run</th><th>from</th></tr></thead>"
+    return f"<table>{head}<tbody>{''.join(rows)}</tbody></table>"
 
 
 def _num(v: float | None) -> str:

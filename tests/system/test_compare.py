@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only: tests must not depend on a GPU
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,18 @@ def test_each_run_gets_its_own_report_and_the_comparison_its_table(compared: Com
     html = (compared.rep / "report.html").read_text()
     assert "Comparison: tiny, var1" in html and "<td>fused</td>" in html
     assert "comparison" in compared.report_out and "fused:" in compared.report_out
+
+
+def test_the_comparison_leads_back_to_each_run_and_its_thresholds(compared: Compared) -> None:
+    metrics = json.loads((compared.rep / "metrics.json").read_text())
+    prov = metrics["provenance"]
+    for run in ("tiny", "var1"):
+        own = json.loads((compared.ws / "reports" / run / "metrics.json").read_text())
+        assert prov["runs"][run] == own["provenance"]  # the models and manifests scored
+    fused = (compared.rep / "thresholds.json").read_bytes()
+    assert prov["thresholds_sha256"] == hashlib.sha256(fused).hexdigest()
+    html = (compared.rep / "report.html").read_text()
+    assert "Provenance" in html and prov["thresholds_sha256"] in html
 
 
 def test_fused_thresholds_name_the_runs_and_the_shared_cut(compared: Compared) -> None:
