@@ -4,7 +4,9 @@ Each run has its own report (reports/<run>/, written as for one run); this write
 reports/<name>/ with metrics.json (`runs`: each run's headline figures and per-region AUROC,
 `fused`: the fused decision's thresholds and rates, `comparison`: the table on top of the page),
 thresholds.json for the fused model (`fused`: the run names; `patch`, `strip`, `run`:
-{run: {region: t}}; the cut recipe every run's thresholds.json has, which must be equal) and a
+{run: {region: t}}, or {run: {kind: {region: t}}} with `thresholds_by` kind, each run judging
+a region by the kinds its own report chose; the cut recipe every run's thresholds.json has,
+which must be equal) and a
 self-contained report.html with the comparison table.
 """
 
@@ -28,7 +30,8 @@ from bfsdata.report.html_blocks import CSS, fmt_rate
 from bfsdata.workspace.writes import write_atomic
 
 FIGURES = {"accuracy": "accuracy", "FRR": "false_reject_rate", "escape": "escape_rate"}
-SHARED = ("regions", "vials", "frames", "kinds", "patch_size", "cut")  # equal across runs
+# Equal across runs: the cut, and whether thresholds are per region or per (kind, region).
+SHARED = ("regions", "vials", "frames", "kinds", "patch_size", "cut", "thresholds_by")
 
 
 def write_comparison(
@@ -54,9 +57,11 @@ def write_comparison(
                 f"({', '.join(differ)} differ in their thresholds.json); fused thresholds need "
                 "one cut recipe"
             )
-    kit, ts = fuse.fit_fused(scored, cfg.policy, cfg.min_agree)
+    choices = {r: thresholds[r].get("kind_choice") for r in runs}  # each run's kinds per region
+    kit, ts = fuse.fit_fused(scored, cfg.policy, cfg.min_agree, choices)
     fused = fuse.judge_fused(kit, ts, cfg.alpha, cfg.min_agree, item)
-    keyed = {level: fuse.split_keyed(t, runs) for level, t in ts.items()}
+    by = first.get("thresholds_by") or "region"
+    keyed = {level: fuse.split_keyed(t, runs, by) for level, t in ts.items()}
     now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     fitted_on = "test (in-sample)" if kit.in_sample else "calib"
     policy = str(parse_policy(cfg.policy))

@@ -147,3 +147,34 @@ def test_older_thresholds_keep_one_threshold_per_region(chain: Chain, tmp_path: 
         over = {p["vial"] for p in rec["patches"] if p["score"] > old["strip"][str(p["region"])]}
         assert sorted(over) == rec["rejected_vials"] and rec["rejected"] == bool(over)
         assert all(p["threshold"] == old["strip"][str(p["region"])] for p in rec["patches"])
+
+
+def test_a_fused_comparison_keeps_each_runs_kinds_and_infer_decides_alike(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """A second variation model (the worst-share score) fused with the first: the fused
+    thresholds judge each run by the (kind, region)s its own report kept, and infer with them
+    gives every test acquisition the comparison's fused decision."""
+    from bfsdata.infer.fused import infer_fused
+    from bfsdata.report.compare_stage import compare_runs
+
+    share = with_overrides(chain.pipe, {"train.variation.score": "share"})
+    train(chain.ws, share, name="var2")
+    cmp = compare_runs(chain.ws, chain.pipe, ["var", "var2"], name="var_var2")
+    th = json.loads((cmp.out_dir / "thresholds.json").read_text())
+    assert th["thresholds_by"] == "kind"
+    for run in ("var", "var2"):
+        own = json.loads((chain.ws / "reports" / run / "thresholds.json").read_text())
+        kept = {k for c in own["kind_choice"]["regions"].values() for k in c["kept"]}
+        assert set(th["strip"][run]) == kept
+        for kind, regions in th["strip"][run].items():  # the same (kind, region)s as alone
+            assert set(regions) == set(own["strip"][kind])
+    out = infer_fused(chain.test_runs, chain.ws, cmp.out_dir / "thresholds.json", chain.pipe,
+                      tmp_path)  # fmt: skip
+    got = out.acquisitions.set_index(["strip", "run"])["rejected"]
+    want = {
+        (d["strip"], d["run"]): d["rejected"]
+        for d in cmp.metrics["fused"]["decisions"]
+        if d["split"] == "test"
+    }
+    assert len(want) == len(got) and all(got[k] == v for k, v in want.items())

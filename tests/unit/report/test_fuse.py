@@ -16,6 +16,7 @@ from bfsdata.report import fuse
 from bfsdata.report import tables as rt
 from bfsdata.report.compare import write_comparison
 from tests.unit.report.scores import make_scores, run_report
+from tests.unit.report.test_kinds import two_kinds
 
 CFG = ReportConfig()
 
@@ -116,3 +117,27 @@ def test_fused_decisions_cover_every_scored_acquisition(scored) -> None:
     rejected = set(got.loc[got["rejected"], "strip"])
     assert rejected == {f"D{i}" for i in range(6)}  # calib and test defects, no good or val strip
     assert set(got.loc[got["strip"] == "V0", "split"]) == {"val"}
+
+
+def test_fused_runs_keep_the_kinds_their_own_reports_chose(tmp_path: Path) -> None:
+    """Two runs scored on rank_min and rank_max, rank_max blind in R2: each run's report drops
+    it there, and the fused thresholds judge each run by the same (kind, region)s."""
+    scored = {"a": two_kinds(0), "b": two_kinds(1)}
+    metrics, thresholds = {}, {}
+    for name, df in scored.items():
+        s = run_report(tmp_path / name, df, ReportConfig(kind_choice="auto"))
+        metrics[name] = json.loads(s.paths["metrics"].read_text())
+        thresholds[name] = json.loads(s.paths["thresholds"].read_text())
+        assert thresholds[name]["kind_choice"]["regions"]["2"]["dropped"] == ["rank_max"]
+    out = write_comparison(tmp_path / "cmp", scored, metrics, thresholds, CFG)
+    th = json.loads((tmp_path / "cmp" / "thresholds.json").read_text())
+    assert th["thresholds_by"] == "kind"
+    for run in ("a", "b"):
+        assert set(th["strip"][run]) == {"rank_min", "rank_max"}
+        assert set(th["strip"][run]["rank_min"]) == {"0", "1", "2", "3"}
+        assert set(th["strip"][run]["rank_max"]) == {"0", "1", "3"}  # dropped in R2, as alone
+    kinds = out["fused"]["strip_wise"]["accuracy"]["value"]
+    # pooled, each run's R2 threshold is set by rank_max's random scores: defects there escape
+    kit, ts = fuse.fit_fused(scored, CFG.policy, CFG.min_agree)
+    pooled = fuse.judge_fused(kit, ts, CFG.alpha, CFG.min_agree, "strip")
+    assert kinds >= 0.95 and kinds > pooled["strip_wise"]["accuracy"]["value"] + 0.1
