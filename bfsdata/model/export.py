@@ -19,6 +19,7 @@ reconstruction's residual with export/residual.npz (bfsdata.train.residual).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -33,11 +34,10 @@ def export(generator: keras.Model, out_dir: Path, loss_cfg: LossConfig, meta: di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     p = int(generator.input_shape[1])
-    # Inference needs X^ only: encoder -> decoder, without the second encoder (a third of G).
-    encoder, decoder = generator.get_layer("encoder"), generator.get_layer("decoder")
+    reconstruct = reconstructor(generator)
 
     def score(x: tf.Tensor) -> dict[str, tf.Tensor]:  # (B, P, P, 1) float32 in [0, 1]
-        x_hat = decoder(encoder(x, training=False), training=False)
+        x_hat = reconstruct(x)
         s = losses.anomaly_score(x, x_hat, loss_cfg)
         return {"reconstruction": x_hat, "score": s, "heatmap": losses.heatmap(x, x_hat)}
 
@@ -59,6 +59,13 @@ def export(generator: keras.Model, out_dir: Path, loss_cfg: LossConfig, meta: di
         json.dumps({"patch_size": p, **_score(loss_cfg), **meta}, indent=2)
     )
     return out_dir / "saved_model"
+
+
+def reconstructor(generator: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """X -> X^ as inference computes it, (B, P, P, 1) float32 in [0, 1]: encoder -> decoder,
+    without the second encoder (a third of G)."""
+    encoder, decoder = generator.get_layer("encoder"), generator.get_layer("decoder")
+    return lambda x: decoder(encoder(x, training=False), training=False)
 
 
 def _score(loss_cfg: LossConfig) -> dict:

@@ -1,12 +1,13 @@
 """Good-residual statistics of a trained GAN, per position, from the val split.
 
 After the GAN is exported, the val split's good patches of the scored images
-(`acquisition.test_kinds` at `test_frames`, the rows `report` scores) go through the exported
-model once; their blurred residual maps (bfsdata.imaging.residual) are accumulated per position
-(kind, vial, region) into a per-pixel mean and standard deviation (Welford/Chan, mergeable) and
-written to export/residual.npz. A model whose `train.loss.score` is `residual` is scored with
-them; any GAN gets them, so the same weights can be judged on either score
-(benchmarks/quality.py). Val strips are good and never calib or test: no threshold data leaks.
+(`acquisition.test_kinds` at `test_frames`, the rows `report` scores) are reconstructed once as
+the exported model does it; their blurred residual maps (bfsdata.imaging.residual) are
+accumulated per position (kind, vial, region) into a per-pixel mean and standard deviation
+(Welford/Chan, mergeable) and written to export/residual.npz. A model whose
+`train.loss.score` is `residual` is scored with them; any GAN gets them, so the same weights
+can be judged on either score (benchmarks/quality.py). Val strips are good and never calib or
+test: no threshold data leaks.
 
 At most `PER_POSITION` patches per position are used, a seeded sample by patch id
 (bfsdata.imaging.variation.priority), so the pass costs the same whatever the size of the split.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ import numpy as np
 from bfsdata.config.pipeline import Pipeline
 from bfsdata.imaging.residual import ResidualNorm, residual_maps
 from bfsdata.imaging.variation import Moments, priority
-from bfsdata.score import patch_keys, saved_model_serve, scoring_rows
+from bfsdata.score import patch_keys, scoring_rows
 from bfsdata.store import arrays as store_io
 from bfsdata.store import location as store
 from bfsdata.workspace import paths
@@ -37,8 +39,15 @@ PER_POSITION = 256
 BATCH = 64  # patches per model call
 
 
-def fit_residual_norm(workspace: Path, run_dir: Path, pipe: Pipeline) -> Path | None:
-    """Write run_dir/export/residual.npz; None (and a warning) when val has no scored patch."""
+def fit_residual_norm(
+    workspace: Path,
+    run_dir: Path,
+    pipe: Pipeline,
+    reconstruct: Callable[[np.ndarray], np.ndarray],
+) -> Path | None:
+    """Write run_dir/export/residual.npz; None (and a warning) when val has no scored patch.
+    reconstruct: (B, P, P) uint8 patches -> (B, P, P) reconstructions in [0, 1], as the
+    exported model computes them (bfsdata.model.export.reconstructor)."""
     ws = Path(workspace)
     rows = scoring_rows(ws, pipe)
     rows = rows[(rows["split"] == "val") & (rows["label"] == "good")]
@@ -56,12 +65,11 @@ def fit_residual_norm(workspace: Path, run_dir: Path, pipe: Pipeline) -> Path | 
     loss = pipe.train.loss
     size = pipe.patch.size
     moments = [Moments((size, size)) for _ in key_list]
-    serve = saved_model_serve(run_dir / paths.MODEL)
     arr = store_io.ts_array(store.store_url(ws), "patches")
     patch_rows = rows["patch"].to_numpy(np.int64)
     for j in range(0, len(patch_rows), BATCH):
         x = arr[patch_rows[j : j + BATCH]].read().result()  # (b, P, P) uint8
-        r = residual_maps(x, serve(x)["reconstruction"][..., 0], loss.residual_sigma)
+        r = residual_maps(x, reconstruct(x), loss.residual_sigma)
         c = codes[j : j + BATCH]
         for k in np.unique(c):
             moments[k].update(r[c == k])
@@ -74,6 +82,7 @@ def fit_residual_norm(workspace: Path, run_dir: Path, pipe: Pipeline) -> Path | 
         loss.score_share,
     )
     out = Path(run_dir) / paths.RESIDUAL_STATS
+    out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, **norm.to_arrays())
     write_atomic(out, buf.getvalue())

@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def train(
         Preview,
         Throughput,
     )
-    from bfsdata.model.export import export
+    from bfsdata.model.export import export, reconstructor
     from bfsdata.model.gan import TRACKED, GRDNet
     from bfsdata.train.augment import augment
     from bfsdata.train.loader import to_float, train_dataset
@@ -186,7 +187,12 @@ def train(
         progress.close()
     meta = {**rec, "steps": keras_epochs * interval}
     exported = export(model.generator, run_dir / "export", cfg.loss, meta)
-    _residual_stats(ws, run_dir, pipe)
+    recon = reconstructor(model.generator)
+
+    def as_served(x: np.ndarray) -> np.ndarray:  # uint8 (B, P, P) -> X^ (B, P, P), as `serve`
+        return recon(tf.cast(x[..., None], tf.float32) / 255.0).numpy()[..., 0]
+
+    _residual_stats(ws, run_dir, pipe, as_served)
     history = pd.read_csv(run_dir / "losses.csv") if (run_dir / "losses.csv").exists() else None
     return TrainSummary(
         run_dir=run_dir,
@@ -200,14 +206,16 @@ def train(
     )
 
 
-def _residual_stats(ws: Path, run_dir: Path, pipe: Pipeline) -> None:
+def _residual_stats(
+    ws: Path, run_dir: Path, pipe: Pipeline, reconstruct: Callable[[np.ndarray], np.ndarray]
+) -> None:
     """The good-residual statistics beside the export (bfsdata.train.residual): required when
     the score is the normalised residual, else kept so the weights can be judged on it too."""
     from bfsdata.score import ScoreError
     from bfsdata.train.residual import fit_residual_norm
 
     try:
-        written = fit_residual_norm(ws, run_dir, pipe)
+        written = fit_residual_norm(ws, run_dir, pipe, reconstruct)
     except ScoreError as e:  # no val/calib/test split of the scored images yet
         written, why = None, str(e)
     else:
