@@ -27,6 +27,8 @@ new --out. Workspaces are deleted after their report is kept
     python benchmarks/quality.py                          # default looks x seeds 0,1
     python benchmarks/quality.py --quick --looks default,bright-bubbles
     python benchmarks/quality.py --markdown > table.md    # tables for docs/performance.md
+    python benchmarks/quality.py --quick --keep --out A --set "train.kinds=[rank_min,rank_max]"
+    python benchmarks/quality.py --quick --from A --out B  # the same workspaces, judged again
 """
 
 from __future__ import annotations
@@ -124,10 +126,14 @@ def pipeline(c: Case) -> Pipeline:
     return with_overrides(load_pipeline("demo"), c.overrides)
 
 
-def run_case(c: Case, out: Path, quick: bool, keep: bool) -> dict[str, Any]:
-    """The metrics of one look x seed: read back when kept with the same setup, else run."""
+def run_case(
+    c: Case, out: Path, quick: bool, keep: bool, source: Path | None = None
+) -> dict[str, Any]:
+    """The metrics of one look x seed: read back when kept with the same setup, else run.
+    source: an earlier --out run with --keep, whose workspace (the same strips, patches and
+    split) is copied and only trained and judged again, e.g. with other kinds."""
     where = out / c.look / (f"seed{c.seed}" + ("-quick" if quick else ""))
-    setup = c.setup(quick)
+    setup = c.setup(quick) | {"from": None if source is None else str(source)}
     done = where / "result.json"
     if done.exists():
         result = json.loads(done.read_text())
@@ -135,27 +141,51 @@ def run_case(c: Case, out: Path, quick: bool, keep: bool) -> dict[str, Any]:
             print(f"{c.name}: read back from {where}", file=sys.stderr)
             return result
         print(f"{c.name}: kept report has other settings; running again", file=sys.stderr)
-    ws = fresh_workspace(where / "ws")
     t0 = time.perf_counter()
 
     def on_stage(stage: str, summary: Any) -> None:
         print(f"{c.name}: {stage} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr)
 
     pipe = pipeline(c)
-    summary = chain(ws, pipe, c.cfg, None, on_stage)
+    if source is None:
+        ws = fresh_workspace(where / "ws")
+        gan_report = chain(ws, pipe, c.cfg, None, on_stage).report_html.parent
+    else:
+        ws = copied_workspace(source / c.look / where.name / "ws", where / "ws")
+        gan_report = judged(ws, pipe, on_stage)
     seconds = time.perf_counter() - t0
-    models = {MODELS[0]: json.loads((summary.report_html.parent / "metrics.json").read_text())}
+    models = {MODELS[0]: json.loads((gan_report / "metrics.json").read_text())}
     models |= other_models(ws, pipe)
     on_stage("other models", None)
     report_dir = where / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     for name in KEPT:
-        shutil.copyfile(summary.report_html.parent / name, report_dir / name)
+        shutil.copyfile(gan_report / name, report_dir / name)
     result = {"setup": setup, "seconds": seconds, "exception": c.exception, "models": models}
     done.write_text(json.dumps(result, indent=1))  # last: its presence means complete
     if not keep:
         shutil.rmtree(ws)
     return result
+
+
+def copied_workspace(src: Path, dst: Path) -> Path:
+    """A copy of a kept workspace without its runs and reports."""
+    if not src.is_dir():
+        raise SystemExit(f"{src}: no kept workspace (run the source with --keep)")
+    if dst.exists():
+        shutil.rmtree(dst)
+    return Path(shutil.copytree(src, dst, ignore=shutil.ignore_patterns("runs", "reports")))
+
+
+def judged(ws: Path, pipe: Pipeline, on_stage: Any) -> Path:
+    """The chain's last two stages on a copied workspace; the GAN's report folder."""
+    from bfsdata.report.stage import report
+    from bfsdata.train.stage import train
+
+    on_stage("train", train(ws, pipe, name=RUN))
+    rep = report(ws, pipe, run=RUN)
+    on_stage("report", rep)
+    return rep.out_dir
 
 
 def other_models(ws: Path, pipe: Pipeline) -> dict[str, dict[str, Any]]:
@@ -290,6 +320,14 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true", help="tables as markdown")
     ap.add_argument("--keep", action="store_true", help="keep each look's workspace")
     ap.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        help="an earlier --out run with --keep: copy its workspaces and only train and judge "
+        "(settings of train, acquisition.test_kinds and report may differ)",
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -317,7 +355,8 @@ def main() -> None:
     for look in looks:
         for seed in seeds:
             c = case(look, seed, strips, args.quick, args.workers, settings)
-            by_look.setdefault(look, []).append(run_case(c, args.out, args.quick, args.keep))
+            result = run_case(c, args.out, args.quick, args.keep, args.source)
+            by_look.setdefault(look, []).append(result)
             if c.exception:
                 exceptions[look] = c.exception
     run_wide = (QUICK if args.quick else {}) | settings

@@ -260,6 +260,7 @@ class ReportConfig:
     # its own thresholds; pooled = one threshold per region over every kind's patches.
     kind_choice: str = "auto"
     kind_min_auroc: float = 0.75  # calib patch AUROC under which `auto` drops a kind there
+    kind_margin: float = 0.0  # `auto` also drops a kind more than this under the region's best
 
     def __post_init__(self) -> None:
         _check(
@@ -268,6 +269,7 @@ class ReportConfig:
             f"{self.kind_choice!r} is not one of {', '.join(KIND_CHOICES)}",
         )
         _check(0.5 <= self.kind_min_auroc <= 1, "report.kind_min_auroc", "must be in [0.5, 1]")
+        _check(0 <= self.kind_margin <= 0.5, "report.kind_margin", "must be in [0, 0.5]")
         try:
             parse_policy(self.policy)
         except ValueError as e:

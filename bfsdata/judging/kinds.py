@@ -13,10 +13,13 @@ drops, per region, a kind that does not separate there:
 - evidence per (kind, region), from calib only: the patch AUROC of the annotated defect patches
   against the good patches (`judging.metrics.auroc`), with the good scores' spread (median and
   99th percentile of calib and val good patches) to read it by;
-- `auto` keeps a kind whose AUROC reaches `min_auroc`, and always the best kind of the region
-  (highest AUROC, ties to the first in KINDS), so every region stays judged; a kind without a
-  labelled defect patch there cannot be judged and is kept, and a region without any keeps
-  every kind (the record says so);
+- `auto` keeps the best kind of the region (highest AUROC, ties to the first in KINDS), so
+  every region stays judged, and another kind whose AUROC reaches `min_auroc` (below it, the
+  kind is blind there) and lies within `margin` of the best: under "reject when any exceeds"
+  every kept kind adds its good patches' false rejects, so a kind that separates worse than
+  the best costs more than it catches (benchmarks/quality.py; docs/performance.md, Detection
+  across looks); a kind without a labelled defect patch there cannot be judged and is kept, and
+  a region without any keeps every kind (the record says so);
 - `all` keeps every kind (the evidence is still recorded).
 
 Test rows never enter: the choice is part of the fit, made where the thresholds are fitted.
@@ -67,7 +70,9 @@ def kind_evidence(good: Any, defect: Any, spread: Any) -> dict[str, Any]:
     }
 
 
-def choose_region(evidence: dict[str, dict[str, Any]], min_auroc: float) -> dict[str, Any]:
+def choose_region(
+    evidence: dict[str, dict[str, Any]], min_auroc: float, margin: float = 0.0
+) -> dict[str, Any]:
     """`auto` in one region: {kept, dropped, reason, kinds: evidence + kept and why per kind}.
     `evidence` maps each scored kind to its `kind_evidence`, in KINDS order."""
     judged = {k: e["auroc"] for k, e in evidence.items() if e["auroc"] is not None}
@@ -84,23 +89,29 @@ def choose_region(evidence: dict[str, dict[str, Any]], min_auroc: float) -> dict
             keep, why = True, "no labelled defect patch of this kind here in calib: kept"
         elif k == best:
             keep, why = True, f"highest calib AUROC here ({a:.3f})"
-        elif a >= min_auroc:
-            keep, why = True, f"calib AUROC {a:.3f} >= {min_auroc:g}"
-        else:
+        elif a < min_auroc:
             keep, why = False, f"calib AUROC {a:.3f} < {min_auroc:g}: blind here"
+        elif a < judged[best] - margin:
+            keep, why = False, f"calib AUROC {a:.3f}, more than {margin:g} under {best}'s"
+        else:
+            keep, why = (
+                True,
+                f"calib AUROC {a:.3f}: >= {min_auroc:g}, within {margin:g} of the best",
+            )
         kinds[k] = {**e, "kept": keep, "why": why}
     kept = [k for k in kinds if kinds[k]["kept"]]
     dropped = [k for k in kinds if not kinds[k]["kept"]]
     reason = (
-        f"dropped {', '.join(dropped)} (calib AUROC under {min_auroc:g})"
+        f"dropped {', '.join(dropped)} (calib AUROC under {min_auroc:g} or more than {margin:g} "
+        "under the best)"
         if dropped
-        else f"every kind kept (calib AUROC >= {min_auroc:g}, or the best)"
+        else f"every kind kept (calib AUROC >= {min_auroc:g} and within {margin:g} of the best)"
     )
     return {"kept": kept, "dropped": dropped, "reason": reason, "kinds": kinds}
 
 
 def choose_kinds(
-    calib: pd.DataFrame, val: pd.DataFrame, mode: str, min_auroc: float
+    calib: pd.DataFrame, val: pd.DataFrame, mode: str, min_auroc: float, margin: float = 0.0
 ) -> dict[int, dict[str, Any]]:
     """Per region of `calib`: the kinds kept and why (`choose_region`; `all` keeps every one).
 
@@ -124,7 +135,7 @@ def choose_kinds(
                 lab.loc[here & ~is_defect, "score"], lab.loc[here & is_defect, "score"], spread
             )
         if mode == "auto":
-            out[r] = choose_region(evidence, min_auroc)
+            out[r] = choose_region(evidence, min_auroc, margin)
         else:
             why = "kept: report.kind_choice is all"
             kinds = {k: {**e, "kept": True, "why": why} for k, e in evidence.items()}

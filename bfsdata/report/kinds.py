@@ -25,12 +25,19 @@ from bfsdata.report.html_blocks import table
 NO_CALIB = "no calib split: choosing on test would tune on test, so every kind is kept"
 
 
-def by_kind(kit: rt.Kit, mode: str, min_auroc: float, item: str) -> tuple[rt.Kit, dict[str, Any]]:
+def by_kind(
+    kit: rt.Kit, mode: str, min_auroc: float, item: str, margin: float = 0.0
+) -> tuple[rt.Kit, dict[str, Any]]:
     """The kit with one threshold column per kept (kind, region), and the choice record
     (metrics.json and thresholds.json `kind_choice`)."""
     seen = set(kit.fit["kind"]) | set(kit.test["kind"]) | set(kit.val["kind"])
     scored = [k for k in KINDS if k in seen]
-    record: dict[str, Any] = {"mode": mode, "min_auroc": min_auroc, "scored": scored}
+    record: dict[str, Any] = {
+        "mode": mode,
+        "min_auroc": min_auroc,
+        "margin": margin,
+        "scored": scored,
+    }
     if mode == "pooled" or len(scored) == 1:
         why = (
             f"one scored kind ({scored[0]}): one threshold per region"
@@ -47,7 +54,7 @@ def by_kind(kit: rt.Kit, mode: str, min_auroc: float, item: str) -> tuple[rt.Kit
     if kit.in_sample:
         chosen = {r: {"kept": scored, "dropped": [], "reason": NO_CALIB} for r in kit.regions}
     else:
-        chosen = choose_kinds(kit.fit, kit.val, mode, min_auroc)
+        chosen = choose_kinds(kit.fit, kit.val, mode, min_auroc, margin)
     keep = {r: chosen[r]["kept"] if r in chosen else scored for r in kit.regions}
     columns = sorted((KINDS.index(k) + 1) * KIND_STRIDE + r for r, ks in keep.items() for k in ks)
 
@@ -114,7 +121,8 @@ def section_html(choice: dict[str, Any]) -> str:
         + note
         + '<p class="note">Each kept (kind, region) has its own threshold, fitted jointly on '
         "calib; an item is rejected when any is exceeded. A kind is dropped from a region when "
-        f"its calib patch AUROC there is under {choice['min_auroc']:g} (never the region's best; "
+        f"its calib patch AUROC there is under {choice['min_auroc']:g} or more than "
+        f"{choice.get('margin', 0):g} under the region's best (never the best itself; "
         "val and calib only, never test). Good p50 / p99: the spread of good patch scores on "
         "calib and val.</p>"
     )

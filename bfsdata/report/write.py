@@ -166,7 +166,9 @@ def write_report(
     digests), written to metrics.json with the digest of thresholds.json added.
     Nothing is written until every figure is computed; a bad input writes nothing.
     """
-    kit, choice = by_kind(rt.prepare(scores), cfg.kind_choice, cfg.kind_min_auroc, item)
+    kit, choice = by_kind(
+        rt.prepare(scores), cfg.kind_choice, cfg.kind_min_auroc, item, cfg.kind_margin
+    )
     ts = rt.fit_thresholds(kit.fit, kit.regions, cfg.policy, cfg.min_agree)
     tables, picks = _tables(kit, ts, timing, cfg, manual, item)
     by = choice["thresholds_by"]

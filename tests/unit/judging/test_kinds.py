@@ -65,8 +65,18 @@ def test_the_best_kind_is_kept_even_under_the_floor_ties_to_the_first() -> None:
     assert (c["kept"], c["dropped"]) == (["rank_max"], ["rank_min"])
     c = choose_region({"rank_min": _ev(0.6), "rank_max": _ev(0.6)}, 0.75)
     assert (c["kept"], c["dropped"]) == (["rank_min"], ["rank_max"])
-    c = choose_region({"rank_min": _ev(0.8), "rank_max": _ev(0.75)}, 0.75)
+    c = choose_region({"rank_min": _ev(0.8), "rank_max": _ev(0.75)}, 0.75, margin=0.05)
     assert (c["kept"], c["dropped"]) == (["rank_min", "rank_max"], [])
+
+
+def test_a_kind_further_than_the_margin_under_the_best_is_dropped() -> None:
+    """Every kept kind adds false rejects: by default only the best (and a tie) judges."""
+    ev = {"frame": _ev(0.9), "rank_min": _ev(0.95), "rank_max": _ev(0.95)}
+    c = choose_region(ev, 0.75)
+    assert (c["kept"], c["dropped"]) == (["rank_min", "rank_max"], ["frame"])
+    assert "more than 0 under rank_min's" in c["kinds"]["frame"]["why"]
+    c = choose_region(ev, 0.75, margin=0.05)
+    assert (c["kept"], c["dropped"]) == (["frame", "rank_min", "rank_max"], [])
 
 
 def test_a_region_without_labelled_defects_keeps_every_kind_and_says_so() -> None:
