@@ -117,7 +117,8 @@ def test_infer_gives_the_reports_decisions(chain: Chain, tmp_path: Path) -> None
     for (strip, run), is_defect in label.items():  # the report's: label, unless misclassified
         assert acq.loc[(strip, run), "rejected"] == (is_defect != ((strip, run) in wrong))
     th = chain.thresholds["strip"]
-    dropped = {(k, int(R2)) for k in chain.thresholds["kind_choice"]["regions"][R2]["dropped"]}
+    regions = chain.thresholds["kind_choice"]["regions"]
+    dropped = {(k, int(r)) for r, c in regions.items() for k in c["dropped"]}
     for strip, run in list(acq.index)[:8]:  # each patch against its (kind, region) threshold
         rec = json.loads((tmp_path / f"{strip}_run{run}.json").read_text())
         got = pd.DataFrame(rec["patches"])
