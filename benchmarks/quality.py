@@ -28,7 +28,8 @@ new --out. Workspaces are deleted after their report is kept
     python benchmarks/quality.py --quick --looks default,bright-bubbles
     python benchmarks/quality.py --markdown > table.md    # tables for docs/performance.md
     python benchmarks/quality.py --quick --keep --out A --set "train.kinds=[rank_min,rank_max]"
-    python benchmarks/quality.py --quick --from A --out B  # the same workspaces, judged again
+    python benchmarks/quality.py --quick --from A --out B  # the same workspaces, trained again
+    python benchmarks/quality.py --quick --from A --rejudge --out C  # the same models, reported
 """
 
 from __future__ import annotations
@@ -127,13 +128,18 @@ def pipeline(c: Case) -> Pipeline:
 
 
 def run_case(
-    c: Case, out: Path, quick: bool, keep: bool, source: Path | None = None
+    c: Case,
+    out: Path,
+    quick: bool,
+    keep: bool,
+    source: Path | None = None,
+    rejudge: bool = False,
 ) -> dict[str, Any]:
     """The metrics of one look x seed: read back when kept with the same setup, else run.
     source: an earlier --out run with --keep, whose workspace (the same strips, patches and
     split) is copied and only trained and judged again, e.g. with other kinds."""
     where = out / c.look / (f"seed{c.seed}" + ("-quick" if quick else ""))
-    setup = c.setup(quick) | {"from": None if source is None else str(source)}
+    setup = c.setup(quick) | {"from": None if source is None else str(source), "rejudge": rejudge}
     done = where / "result.json"
     if done.exists():
         result = json.loads(done.read_text())
@@ -151,7 +157,7 @@ def run_case(
         ws = fresh_workspace(where / "ws")
         gan_report = chain(ws, pipe, c.cfg, None, on_stage).report_html.parent
     else:
-        ws = copied_workspace(source / c.look / where.name / "ws", where / "ws")
+        ws = copied_workspace(source / c.look / where.name / "ws", where / "ws", rejudge)
         gan_report = judged(ws, pipe, on_stage)
     seconds = time.perf_counter() - t0
     models = {MODELS[0]: json.loads((gan_report / "metrics.json").read_text())}
@@ -168,13 +174,14 @@ def run_case(
     return result
 
 
-def copied_workspace(src: Path, dst: Path) -> Path:
-    """A copy of a kept workspace without its runs and reports."""
+def copied_workspace(src: Path, dst: Path, models: bool) -> Path:
+    """A copy of a kept workspace, with its trained models and scores (`models`) or without."""
     if not src.is_dir():
         raise SystemExit(f"{src}: no kept workspace (run the source with --keep)")
     if dst.exists():
         shutil.rmtree(dst)
-    return Path(shutil.copytree(src, dst, ignore=shutil.ignore_patterns("runs", "reports")))
+    skip = shutil.ignore_patterns() if models else shutil.ignore_patterns("runs", "reports")
+    return Path(shutil.copytree(src, dst, ignore=skip))  # copy2: mtimes kept, scores reused
 
 
 def judged(ws: Path, pipe: Pipeline, on_stage: Any) -> Path:
@@ -182,7 +189,8 @@ def judged(ws: Path, pipe: Pipeline, on_stage: Any) -> Path:
     from bfsdata.report.stage import report
     from bfsdata.train.stage import train
 
-    on_stage("train", train(ws, pipe, name=RUN))
+    if not paths.model_path(paths.run_dir(ws, RUN, "--run")).exists():  # else --rejudge
+        on_stage("train", train(ws, pipe, name=RUN))
     rep = report(ws, pipe, run=RUN)
     on_stage("report", rep)
     return rep.out_dir
@@ -199,10 +207,12 @@ def other_models(ws: Path, pipe: Pipeline) -> dict[str, dict[str, Any]]:
 
     gan = paths.run_dir(ws, RUN, "--run")
     residual = paths.run_dir(ws, "gan-residual", "--run")
-    shutil.copytree(gan, residual)
-    info = residual / paths.MODEL_INFO
-    info.write_text(json.dumps(json.loads(info.read_text()) | {"score": "residual"}, indent=2))
-    train(ws, with_overrides(pipe, {"train.method": "variation"}), name="variation")
+    if not residual.exists():  # (--rejudge: the runs are there, only the report is redone)
+        shutil.copytree(gan, residual)
+        info = residual / paths.MODEL_INFO
+        info.write_text(json.dumps(json.loads(info.read_text()) | {"score": "residual"}, indent=2))
+    if not paths.run_dir(ws, "variation", "--run").exists():
+        train(ws, with_overrides(pipe, {"train.method": "variation"}), name="variation")
     out = {}
     for run in ("gan-residual", "variation"):
         out[run] = json.loads((report(ws, pipe, run=run).out_dir / "metrics.json").read_text())
@@ -328,6 +338,12 @@ def main() -> None:
         "(settings of train, acquisition.test_kinds and report may differ)",
     )
     ap.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="with --from: copy its trained models and scores too and only report again "
+        "(for report settings only)",
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -355,7 +371,7 @@ def main() -> None:
     for look in looks:
         for seed in seeds:
             c = case(look, seed, strips, args.quick, args.workers, settings)
-            result = run_case(c, args.out, args.quick, args.keep, args.source)
+            result = run_case(c, args.out, args.quick, args.keep, args.source, args.rejudge)
             by_look.setdefault(look, []).append(result)
             if c.exception:
                 exceptions[look] = c.exception
