@@ -83,7 +83,7 @@ def load_scorer(run_dir: Path) -> Scorer:
         with np.load(path) as arrays:
             model = VariationModel.from_arrays(arrays)
         return _needs_where(path, model)
-    serve = saved_model_serve(path)
+    serve = _saved_model_serve(path)
     if json.loads((Path(run_dir) / paths.MODEL_INFO).read_text()).get("score") != "residual":
         return serve
     stats = Path(run_dir) / paths.RESIDUAL_STATS
@@ -112,7 +112,7 @@ def _needs_where(path: Path, model: Callable[..., dict[str, np.ndarray]]) -> Sco
     return serve
 
 
-def saved_model_serve(path: Path) -> Scorer:
+def _saved_model_serve(path: Path) -> Scorer:
     """The GAN's SavedModel `serve` endpoint on (B, P, P) uint8 patches, outputs as numpy."""
     import tensorflow as tf
 
