@@ -24,9 +24,9 @@ Files written to `out_dir`, each beside its target then renamed:
     strip           per acquisition: reject if any patch score > its threshold (Table 2)
     run             per acquisition, then judged over a strip's runs (Table 3)
     kind_choice     which kinds judge each region and why (report/kinds.py, by_kind): mode,
-                    min_auroc, scored, thresholds_by, reason, regions {r: {name, kept, dropped,
-                    reason, kinds {kind: {auroc, defect_patches, good_patches, good_p50,
-                    good_p99, kept, why}}}}
+                    min_auroc, margin, scored, thresholds_by, reason, regions {r: {name, kept,
+                    dropped, reason, kinds {kind: {auroc, defect_patches, good_patches,
+                    good_p50, good_p99, kept, why}}}}
     rule            the decision rule in words
     model_run       name of the training run whose scores these are
     fitted_on       "calib" | "test (in-sample)"; created_at (ISO, UTC); bfsdata_version
