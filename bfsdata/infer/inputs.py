@@ -125,13 +125,13 @@ def test_images(pipe: Pipeline, th: dict) -> list[tuple[str, int]]:
     if th.get("frames") is not None:
         frames = tuple(th["frames"]) or acq.test_frames
         kinds = th.get("kinds", ["frame"])
-        if by_kind(th):
+        if thresholds_per_kind(th):
             kinds = [k for k in kinds if k in th["strip"]]
         acq = dataclasses.replace(acq, test_frames=frames, test_kinds=tuple(kinds))
     return acq.test_images()
 
 
-def by_kind(th: dict) -> bool:
+def thresholds_per_kind(th: dict) -> bool:
     """Thresholds per (kind, region) ({kind: {region: t}} at each level); files without
     `thresholds_by` hold one threshold per region over every kind ({region: t})."""
     return th.get("thresholds_by", "region") == "kind"
@@ -142,7 +142,7 @@ def image_thresholds(th: dict, level: str, images: list, n_regions: int) -> np.n
     or with thresholds per kind its (kind, region)'s, +inf where the report dropped that kind
     in that region (nothing of it judges the item)."""
     t = th[level]
-    if by_kind(th):
+    if thresholds_per_kind(th):
         rows = [[t.get(k, {}).get(str(r), np.inf) for r in range(n_regions)] for k, _ in images]
     else:
         rows = [[t[str(r)] for r in range(n_regions)] for _ in images]
