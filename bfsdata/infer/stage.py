@@ -52,7 +52,7 @@ from bfsdata.infer.inputs import (
     thresholds_recipe,
 )
 from bfsdata.judging.decisions import runwise
-from bfsdata.score import load_scorer
+from bfsdata.score import Scorer, load_scorer
 from bfsdata.sources.image_folders import image_id
 from bfsdata.sources.strip_folders import RUN_RE
 from bfsdata.workspace import paths, provenance
@@ -98,14 +98,15 @@ def infer(
             )
         n_v, n_r = boxes.shape[:2]
         order = patch_order(meta["images"], n_v, n_r)
-        out = serve(patches, [(k, v + 1, r) for k, _, v, r in order])  # (kind, vial, region)
-        scores = out["score"]  # (I * V * R,), image-major as cut
-        ms = (time.perf_counter() - t0) * 1e3
         strip_t = image_thresholds(th, "strip", meta["images"], n_r)  # (I, R)
         run_t = image_thresholds(th, "run", meta["images"], n_r)
-        per_image = scores.reshape(-1, n_v, n_r)  # (I, V, R)
+        patch_t = np.repeat(strip_t, n_v, axis=0).reshape(-1)  # (I * V * R,) image-major as cut
+        scores, heat = judged_scores(serve, patches, order, np.isfinite(patch_t))
+        ms = (time.perf_counter() - t0) * 1e3
+        per_image = scores.reshape(-1, n_v, n_r)  # (I, V, R); NaN (never over) where not judged
         over = (per_image > strip_t[:, None, :]).any(axis=0)  # (V, R): any image over
-        patch_t = np.repeat(strip_t, n_v, axis=0).reshape(-1)  # (I * V * R,) as scores
+        # Each cell's heatmap from the image that exceeds its threshold most: the one that rejected.
+        worst = np.nan_to_num(per_image - strip_t[:, None, :], nan=-np.inf).argmax(axis=0)
         if images:
             strip, run = image_id(folder), 1
         else:
@@ -126,7 +127,7 @@ def infer(
                     "frame": f,
                     "vial": v + 1,
                     "region": r,
-                    "score": float(s),
+                    "score": float(s) if np.isfinite(s) else None,  # None: not judged
                     "threshold": float(t) if np.isfinite(t) else None,  # None: not judged
                     "box": [int(b) for b in boxes[v, r]],
                 }
@@ -135,7 +136,8 @@ def infer(
         }
         name = f"{strip}_run{run}"
         _write_json(out_dir / f"{name}.json", record)
-        _overlay(scored[0], boxes, over, out["heatmap"][..., 0], out_dir / f"{name}.png")
+        cells = (worst * n_v + np.arange(n_v)[:, None]) * n_r + np.arange(n_r)  # (V, R) rows
+        _overlay(scored[0], boxes, over, heat[cells], out_dir / f"{name}.png")
         rows.append(
             {
                 k: record[k]
@@ -155,6 +157,23 @@ def infer(
     return InferSummary(out_dir=out_dir, acquisitions=acq, strips=strips)
 
 
+def judged_scores(
+    serve: Scorer, patches: np.ndarray, order: list, judged: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score only the patches whose (kind, region) judges the item (the report dropped the
+    others): scores (N,) NaN where not judged, heatmaps (N, P, P) zero there. The slot time is
+    then the time of what the machine has to compute."""
+    scores = np.full(len(patches), np.nan, np.float32)
+    heat = np.zeros(patches.shape[:3], np.float32)
+    sel = np.flatnonzero(judged)
+    if len(sel):
+        keys = [(order[i][0], order[i][2] + 1, order[i][3]) for i in sel]  # (kind, vial, region)
+        out = serve(patches[sel], keys)
+        scores[sel] = out["score"]
+        heat[sel] = out["heatmap"][..., 0]
+    return scores, heat
+
+
 def _record(pipe: Pipeline, run_dir: Path, thresholds: Path) -> dict:
     """The model and thresholds applied, by digest: the report's metrics.json records the same
     thresholds.json digest, so a decision leads back to the report and its data."""
@@ -167,16 +186,17 @@ def _record(pipe: Pipeline, run_dir: Path, thresholds: Path) -> dict:
 
 
 def _overlay(
-    image: np.ndarray, boxes: np.ndarray, rejected: np.ndarray, heat: np.ndarray | None, path: Path
+    image: np.ndarray, boxes: np.ndarray, rejected: np.ndarray, heat: np.ndarray, path: Path
 ) -> None:
-    """The strip with the heatmaps of rejected regions blended in, boxes red or green."""
+    """The strip with the heatmaps (V, R, P, P) of rejected regions blended in, boxes red or
+    green."""
     img = cv2.cvtColor(to_uint8(image), cv2.COLOR_GRAY2BGR)
     n_v, n_r = boxes.shape[:2]
     for v in range(n_v):
         for r in range(n_r):
             y0, x0, y1, x1 = (int(b) for b in boxes[v, r])
-            if rejected[v, r] and heat is not None:
-                h = heat[v * n_r + r]  # first test frame's patch of this cell
+            if rejected[v, r]:
+                h = heat[v, r]
                 h = cv2.resize((h * 255).astype(np.uint8), (x1 - x0, y1 - y0))
                 colour = cv2.applyColorMap(h, cv2.COLORMAP_JET)
                 img[y0:y1, x0:x1] = cv2.addWeighted(img[y0:y1, x0:x1], 0.5, colour, 0.5, 0)

@@ -125,10 +125,12 @@ def test_infer_gives_the_reports_decisions(chain: Chain, tmp_path: Path) -> None
         assert sorted(got["kind"].unique()) == sorted(th)
         want = scores[(scores["strip"] == strip) & (scores["run"] == run)]
         both = got.merge(want, on=["kind", "frame", "vial", "region"], validate="1:1")
-        np.testing.assert_array_equal(both["score_x"], both["score_y"])
+        judged = both["threshold"].notna()
+        np.testing.assert_array_equal(both["score_x"][judged], both["score_y"][judged])
         for p in rec["patches"]:
             t = th.get(p["kind"], {}).get(str(p["region"]))
             assert p["threshold"] == t and ((p["kind"], p["region"]) in dropped) == (t is None)
+            assert (p["score"] is None) == (t is None)  # a dropped (kind, region): not scored
 
 
 def test_older_thresholds_keep_one_threshold_per_region(chain: Chain, tmp_path: Path) -> None:
