@@ -133,5 +133,5 @@ def source_image(root: zarr.Group, acq: int, kind: str, frame: int) -> np.ndarra
     """The image of one acquisition that patches of (kind, frame) were cut from, (H, W) uint8."""
     if kind == "frame":
         return to_uint8(root["frames"][acq, frame])
-    rank = kind_rank(kind, int(root["frames"].shape[1]))
-    return to_uint8(root["rank"][acq, list(root.attrs["ranks"]).index(rank)])
+    ranks = list(root.attrs["ranks"])
+    return to_uint8(root["rank"][acq, ranks.index(kind_rank(kind, ranks))])

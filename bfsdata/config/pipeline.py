@@ -8,6 +8,7 @@ file and the key in the message.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bfsdata.config.errors import ConfigError, check_int
@@ -34,9 +35,16 @@ MAX_TILE = 16384  # px, side of a grid tile
 MAX_SHARD_BYTES = 2**30  # one patch shard, written whole from memory
 
 
-def kind_rank(kind: str, frames: int) -> int:
-    """HALCON rank of a rank-image kind over `frames` frames: rank_min 1, rank_max `frames`."""
-    return 1 if kind == "rank_min" else frames
+def kind_rank(kind: str, ranks: Sequence[int]) -> int:
+    """HALCON rank of a rank-image kind among the computed `ranks` (acquisition.ranks):
+    rank_min the lowest (1, the minimum, by default), rank_max the highest (the maximum).
+
+    A trimmed pair such as (3, 14) keeps what lay dark or bright at a pixel in at least 3 of
+    the frames: moving clutter that passes a pixel in fewer frames drops out of both images,
+    while everything that stays put (the product and its defects) remains."""
+    if not ranks:
+        raise ValueError(f"{kind} needs rank images; acquisition.ranks is empty")
+    return min(ranks) if kind == "rank_min" else max(ranks)
 
 
 def images_of(kinds: tuple[str, ...], frames: tuple[int, ...]) -> list[tuple[str, int]]:
@@ -54,7 +62,9 @@ def image_name(kind: str, frame: int) -> str:
 @dataclass(frozen=True)
 class AcquisitionConfig:
     frames: int = 16  # frames per acquisition (the paper acquires 16)
-    ranks: tuple[int, ...] = (1, 16)  # HALCON rank over the frame stack: 1 = min, frames = max
+    # HALCON ranks over the frame stack (1 = min, frames = max): the lowest is the rank_min
+    # image, the highest rank_max (kind_rank).
+    ranks: tuple[int, ...] = (1, 16)
     test_frames: tuple[int, ...] = (
         0,
         7,
@@ -84,11 +94,10 @@ class AcquisitionConfig:
         _check(len(self.test_kinds) >= 1, "acquisition.test_kinds", "needs at least one kind")
         for k in self.test_kinds:
             _check(k in KINDS, "acquisition.test_kinds", f"{k!r} is not one of {', '.join(KINDS)}")
-            rank = kind_rank(k, self.frames)
             _check(
-                k == "frame" or rank in self.ranks,
+                k == "frame" or bool(self.ranks),
                 "acquisition.test_kinds",
-                f"{k} needs rank {rank} in acquisition.ranks {list(self.ranks)}",
+                f"{k} needs a rank image; acquisition.ranks is empty",
             )
 
     def test_images(self) -> list[tuple[str, int]]:

@@ -149,17 +149,13 @@ def image_thresholds(th: dict, level: str, images: list, n_regions: int) -> np.n
     return np.array(rows, dtype=float).reshape(len(images), n_regions)
 
 
-def cut_run(
-    folder: Path,
-    recipe: CutRecipe,
-    n: int,
-    test: list[tuple[str, int]],
-    max_pixels: int = AcquisitionConfig.max_pixels,
-):
-    """Decode one run folder of `n` frames and cut its `test` images (kind, frame) as `recipe`
-    says: (test images (I, H, W), boxes (V, R, 4), patches (I * V * R, P, P) uint8, meta).
-    Frames are read as ingest reads them: regular files, their size checked from the header
-    (`max_pixels`, acquisition.max_pixels) before anything is allocated."""
+def cut_run(folder: Path, recipe: CutRecipe, acq: AcquisitionConfig, test: list[tuple[str, int]]):
+    """Decode one run folder of `acq.frames` frames and cut its `test` images (kind, frame) as
+    `recipe` says: (test images (I, H, W), boxes (V, R, 4), patches (I * V * R, P, P) uint8,
+    meta). Frames are read as ingest reads them: regular files, their size checked from the
+    header (acquisition.max_pixels) before anything is allocated; rank images as
+    acquisition.ranks names them (kind_rank)."""
+    n = acq.frames
     files = {}
     for p in folder.iterdir():
         m = FRAME_RE.match(p.name)
@@ -170,7 +166,7 @@ def cut_run(
     try:
         header = read_header(files[0])
         check_header(files[0], header)
-        check_pixels(files[0], header, max_pixels)
+        check_pixels(files[0], header, acq.max_pixels)
         data = [read_bytes(files[i], header) for i in range(n)]
         stack = np.stack([decode(files[i], d, header) for i, d in enumerate(data)])
     except FrameError as e:
@@ -178,7 +174,9 @@ def cut_run(
     geo = recipe.geometry(header.height, header.width)
     # Each rank image once: registration reads rank_max, the test images may need it too.
     kinds = sorted({"rank_max", *(k for k, _ in test if k != "frame")})
-    ranked = dict(zip(kinds, rank_images(stack, [kind_rank(k, n) for k in kinds]), strict=True))
+    ranked = dict(
+        zip(kinds, rank_images(stack, [kind_rank(k, acq.ranks) for k in kinds]), strict=True)
+    )
     reg = locate(ranked["rank_max"], geo, recipe)
     images = np.stack([stack[f] if k == "frame" else ranked[k] for k, f in test])
     patches = cut(images, Windows.of(reg), recipe)

@@ -93,9 +93,7 @@ def infer(
             scored, boxes, patches, meta = cut_image(folder, recipe, th)
         else:
             test = test_images(pipe, th)
-            scored, boxes, patches, meta = cut_run(
-                folder, recipe, pipe.acquisition.frames, test, pipe.acquisition.max_pixels
-            )
+            scored, boxes, patches, meta = cut_run(folder, recipe, pipe.acquisition, test)
         n_v, n_r = boxes.shape[:2]
         order = patch_order(meta["images"], n_v, n_r)
         strip_t = image_thresholds(th, "strip", meta["images"], n_r)  # (I, R)

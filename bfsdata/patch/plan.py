@@ -73,17 +73,12 @@ def make_plan(ws: Path, pipe: Pipeline, root, acqs: pd.DataFrame) -> Plan:
         raise PatchError(str(e)) from None
     ranks = [int(r) for r in root.attrs.get("ranks", [])]
     n_frames = int(acqs["n_frames"].iloc[0])
-    rank_index = {}
-    for kind in ("rank_min", "rank_max"):
-        r = kind_rank(kind, n_frames)
-        if r in ranks:
-            rank_index[kind] = ranks.index(r)
-        elif kind in pipe.patch.kinds:
-            raise PatchError(f"{kind} patches need rank {r}, but ingest computed ranks {ranks}")
-    if "rank_max" not in rank_index:
+    if not ranks:
         raise PatchError(
-            f"registration needs the max rank image (rank {n_frames}); ingest computed {ranks}"
+            "registration needs a rank image (rank_max, the highest of acquisition.ranks); "
+            "ingest computed none"
         )
+    rank_index = {k: ranks.index(kind_rank(k, ranks)) for k in ("rank_min", "rank_max")}
     return Plan(
         store=store.store_url(ws),
         geo=geo,

@@ -30,14 +30,13 @@ def recut(
     rows = rows.reset_index(drop=True)
     out = np.empty((len(rows), recipe.size, recipe.size), dtype=np.uint8)
     for (kind, frame), group in rows.groupby(["kind", "frame"], sort=False):
-        r = kind_rank(kind, len(frames))
         if kind == "frame":
             image = frames[int(frame)]
-        elif rank is not None and r in ranks:
-            image = rank[ranks.index(r)]
+        elif rank is not None and ranks:
+            image = rank[ranks.index(kind_rank(kind, ranks))]
         else:
             acq = int(group["acq"].iloc[0])
-            raise RecutError(f"rank: {kind} patches of acquisition {acq}, but no rank {r}")
+            raise RecutError(f"rank: {kind} patches of acquisition {acq}, but no rank images")
         windows = Windows(
             group[["y0", "x0", "y1", "x1"]].to_numpy(),
             group[["dy", "dx"]].to_numpy(),

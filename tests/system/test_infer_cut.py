@@ -115,7 +115,7 @@ def test_infer_cuts_every_stored_patch_bit_for_bit(workspaces, mode: str, subpix
     images = images_of(pipe.patch.kinds, parse_frames(pipe.patch.frames, FRAMES))
     stored = _stored(ws)
     for acq in acqs.itertuples(index=False):
-        _, boxes, patches, meta = cut_run(Path(acq.source), recipe, FRAMES, images)
+        _, boxes, patches, meta = cut_run(Path(acq.source), recipe, pipe.acquisition, images)
         n_v, n_r = boxes.shape[:2]
         keys, want = stored[acq.acq]
         assert keys == [(k, f, v + 1, r) for k, f in images for v in range(n_v) for r in range(n_r)]

@@ -19,6 +19,7 @@ from bfsdata.config.pipeline import (
     PatchConfig,
     Pipeline,
     StoreConfig,
+    kind_rank,
     parse_frames,
 )
 
@@ -143,8 +144,9 @@ def test_unknown_pipeline_name_lists_known_ones() -> None:
         ("acquisition:\n  test_kinds: []\n", r"acquisition\.test_kinds: needs at least one"),
         ("acquisition:\n  test_kinds: [rank]\n", r"acquisition\.test_kinds: 'rank' is not one"),
         (
-            "acquisition:\n  ranks: [16]\n  test_kinds: [rank_min]\n",
-            r"acquisition\.test_kinds: rank_min needs rank 1 in acquisition\.ranks \[16\]",
+            "acquisition:\n  frames: 1\n  ranks: []\n  test_frames: [0]\n"
+            "  test_kinds: [rank_min]\n",
+            r"acquisition\.test_kinds: rank_min needs a rank image; acquisition\.ranks is empty",
         ),
         ("store:\n  clevel: 12\n", r"store\.clevel: must be 0\.\.9, got 12"),
         ("store:\n  cname: gzip\n", r"store\.cname: unknown"),
@@ -344,3 +346,11 @@ def test_a_huge_pipeline_file_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path, "# padding\n" * 200_000)  # 2 MB of comments
     with pytest.raises(ConfigError, match=r"is 2,000,000 bytes; at most .*\[rule: file-size\]"):
         load_pipeline(path)
+
+
+def test_rank_kinds_are_the_lowest_and_highest_computed_rank() -> None:
+    assert [kind_rank(k, (1, 16)) for k in ("rank_min", "rank_max")] == [1, 16]
+    assert [kind_rank(k, (14, 3)) for k in ("rank_min", "rank_max")] == [3, 14]
+    assert kind_rank("rank_max", (1, 8, 16)) == 16
+    with pytest.raises(ValueError, match="rank_min needs rank images"):
+        kind_rank("rank_min", ())

@@ -18,6 +18,7 @@ import pytest
 from subpixel_crop import row_shift
 
 from bfsdata.config.pipeline import KINDS, AcquisitionConfig, LayoutConfig
+from bfsdata.imaging.rank import rank_images
 from bfsdata.imaging.registration import boxes_at, scale_layout, window_offsets
 from bfsdata.ingest import ingest
 from bfsdata.patch.stage import PatchError, patch
@@ -34,6 +35,7 @@ from tests.unit.patch.stage_helpers import (
     W,
     patch_pipe,
     patch_rows,
+    patches_by_key,
 )
 
 # --- registration and crop boxes --------------------------------------------------------------
@@ -172,17 +174,22 @@ def test_a_layout_leaving_the_image_is_refused(fresh: Path) -> None:
         patch(fresh, patch_pipe(layout=bad), workers=1)
 
 
-@pytest.mark.parametrize(
-    ("ranks", "kinds", "match"),
-    [
-        ((FRAMES,), KINDS, r"rank_min patches need rank 1, but ingest computed ranks \[4\]"),
-        ((1,), ("frame",), r"registration needs the max rank image \(rank 4\)"),
-    ],
-)
-def test_missing_rank_images_are_refused(raw, tmp_path: Path, ranks, kinds, match) -> None:
-    acq = AcquisitionConfig(frames=FRAMES, ranks=ranks, test_frames=(0,))
-    pipe = dataclasses.replace(patch_pipe(kinds=kinds), acquisition=acq)
+def test_a_trimmed_rank_pair_is_cut_as_rank_min_and_rank_max(raw, tmp_path: Path) -> None:
+    """acquisition.ranks (2, 3): the store's rank images are the 2nd and 3rd darkest value per
+    pixel, cut as rank_min and rank_max (kind_rank): two images, not one."""
+    acq = AcquisitionConfig(frames=FRAMES, ranks=(2, 3), test_frames=(0,))
+    pipe = dataclasses.replace(patch_pipe(kinds=KINDS), acquisition=acq)
     shutil.copytree(raw[0] / "S0000", tmp_path / "raw" / "S0000")
-    ingest(tmp_path / "raw", tmp_path / "ws", pipe, workers=1)
-    with pytest.raises(PatchError, match=match):
-        patch(tmp_path / "ws", pipe)
+    ws = tmp_path / "ws"
+    ingest(tmp_path / "raw", ws, pipe, workers=1)
+    patch(ws, pipe)
+    root = store.open_root(ws, mode="r")
+    assert list(root.attrs["ranks"]) == [2, 3]
+    for a in range(root["rank"].shape[0]):
+        want = rank_images(root["frames"][a], (2, 3))
+        np.testing.assert_array_equal(root["rank"][a], want)
+    got = patches_by_key(ws)
+    low = {k[:1] + k[2:]: v for k, v in got.items() if k[1] == "rank_min"}
+    high = {k[:1] + k[2:]: v for k, v in got.items() if k[1] == "rank_max"}
+    assert low.keys() == high.keys() and low
+    assert any(not np.array_equal(low[k], high[k]) for k in low)
