@@ -137,7 +137,8 @@ def score_label(run_dir: Path) -> str:
     if meta.get("score") == "residual":
         what = "residual normalised per pixel by good patches"
         return what if share >= 1.0 else f"{what}, worst {share:.0%} of the map"
-    return "1 - SSIM" if share >= 1.0 else f"1 - SSIM, worst {share:.0%} of the map"
+    what = "1 - SSIM" + (" at the patch's range" if meta.get("score_range") == "patch" else "")
+    return what if share >= 1.0 else f"{what}, worst {share:.0%} of the map"
 
 
 def _model_path(run_dir: Path) -> Path:

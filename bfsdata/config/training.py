@@ -13,6 +13,7 @@ from bfsdata.config.errors import check_int
 
 MAX_WIDTH = 16384  # filters of the widest stage (the paper's widest: 1024)
 SCORES = ("ssim", "residual")  # train.loss.score: what the GAN's anomaly score is taken of
+SSIM_RANGES = ("full", "patch")  # train.loss.score_range: the data range of the score's SSIM
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class LossConfig:
     # What the share is taken of: `ssim`, the 1 - SSIM map (the paper's); `residual`, the
     # residual normalised per pixel and position by good val patches (bfsdata.imaging.residual).
     score: str = "ssim"
+    # The data range R of the score's SSIM constants (C1 = (K1 R)^2, C2 = (K2 R)^2): `full`, 1,
+    # the paper's; `patch`, each patch's own 1st-99th percentile span (losses.patch_range), so
+    # a dim or low-contrast product is judged at the contrast it has. The training loss keeps
+    # the paper's constants. Chosen on the looks of benchmarks/scores.py.
+    score_range: str = "full"
     residual_sigma: float = 2.0  # px, Gaussian blur of the residual before it is normalised
     residual_floor: float = 0.01  # the smallest good std divided by, [0, 1] grey units
 
@@ -85,6 +91,11 @@ class LossConfig:
         _check(self.ssim_window % 2 == 1, "train.loss.ssim_window", "must be odd")
         _check(0 < self.score_share <= 1, "train.loss.score_share", "must be in (0, 1]")
         _check(self.score in SCORES, "train.loss.score", f"must be {' or '.join(SCORES)}")
+        _check(
+            self.score_range in SSIM_RANGES,
+            "train.loss.score_range",
+            f"must be {' or '.join(SSIM_RANGES)}",
+        )
         _check(0 <= self.residual_sigma <= 64, "train.loss.residual_sigma", "must be in [0, 64]")
         _check(0 < self.residual_floor <= 1, "train.loss.residual_floor", "must be in (0, 1]")
 

@@ -72,4 +72,8 @@ def _score(loss_cfg: LossConfig) -> dict:
     """How the output becomes the anomaly score: with `residual`, report and infer take it from
     the reconstruction and export/residual.npz (bfsdata.imaging.residual), which holds its
     settings."""
-    return {"score": loss_cfg.score, "score_share": loss_cfg.score_share}
+    return {
+        "score": loss_cfg.score,
+        "score_share": loss_cfg.score_share,
+        "score_range": loss_cfg.score_range,
+    }

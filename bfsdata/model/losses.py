@@ -34,6 +34,10 @@ Tensor = Any  # a backend tensor or numpy array; Keras ops accept either
 
 K1 = 0.01  # SSIM luminance constant, times the data range
 K2 = 0.03  # SSIM contrast constant, times the data range
+# losses.patch_range: the percentiles of a patch's span, and the least span taken. The floor
+# keeps a flat patch (its span is its noise) from shrinking the constants without bound.
+RANGE_PERCENTILES = (0.01, 0.99)
+RANGE_FLOOR = 1.0 / 16
 GEN_PARTS = ("adv", "con", "enc", "nse")  # keys of generator_loss's `parts`
 
 
@@ -76,9 +80,10 @@ def _band(n: int, taps: np.ndarray) -> np.ndarray:
 
 
 def ssim_map(
-    x: Tensor, y: Tensor, *, window: int = 11, sigma: float = 1.5, max_val: float = 1.0
+    x: Tensor, y: Tensor, *, window: int = 11, sigma: float = 1.5, max_val: float | Tensor = 1.0
 ) -> Tensor:
-    """Local SSIM of x and y (B, H, W, C) -> (B, H - window + 1, W - window + 1)."""
+    """Local SSIM of x and y (B, H, W, C) -> (B, H - window + 1, W - window + 1). max_val, the
+    data range R of the constants: a number, or (B, 1, 1, 1) one per sample."""
     x = ops.cast(x, "float32")
     y = ops.cast(y, "float32")
     if len(x.shape) != 4 or tuple(x.shape) != tuple(y.shape):
@@ -104,7 +109,7 @@ def ssim_map(
 
 
 def ssim(
-    x: Tensor, y: Tensor, *, window: int = 11, sigma: float = 1.5, max_val: float = 1.0
+    x: Tensor, y: Tensor, *, window: int = 11, sigma: float = 1.5, max_val: float | Tensor = 1.0
 ) -> Tensor:
     """Mean SSIM per sample over the valid map: (B, H, W, C) x2 -> (B,), 1 for equal images."""
     return ops.mean(ssim_map(x, y, window=window, sigma=sigma, max_val=max_val), axis=(1, 2))
@@ -168,6 +173,16 @@ def discriminator_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     return 0.5 * (real + fake)
 
 
+def patch_range(x: Tensor) -> Tensor:
+    """(B, 1, 1, 1): each sample's 1st-to-99th percentile span (nearest rank) of (B, H, W, C)
+    values, at least RANGE_FLOOR: the data range of an SSIM judged at the patch's own contrast."""
+    flat = ops.sort(ops.reshape(ops.cast(x, "float32"), (-1, int(np.prod(x.shape[1:])))), axis=-1)
+    n = flat.shape[-1]
+    lo, hi = (round(q * (n - 1)) for q in RANGE_PERCENTILES)
+    span = flat[:, hi] - flat[:, lo]
+    return ops.reshape(ops.maximum(span, RANGE_FLOOR), (-1, 1, 1, 1))
+
+
 def anomaly_score(x: Tensor, x_hat: Tensor, cfg: LossConfig) -> Tensor:
     """Eq. 9: phi = 1 - SSIM(X, X^) per sample, (B,); 0 for a perfect reconstruction.
 
@@ -176,11 +191,15 @@ def anomaly_score(x: Tensor, x_hat: Tensor, cfg: LossConfig) -> Tensor:
     covers. On the demo (64 px patches) a wall dent or a 2 px spot moves the mean no more than a
     good patch's noise, while its worst 1 % stands out (demo strip-wise accuracy with each, over
     three seeds: docs/performance.md, Accuracy on the demo).
+
+    `cfg.score_range` `patch`: the SSIM constants scale with each patch's own span
+    (patch_range) instead of the full data range.
     """
     window, sigma = cfg.ssim_window, cfg.ssim_sigma
+    r = patch_range(x) if cfg.score_range == "patch" else 1.0
     if cfg.score_share >= 1.0:
-        return 1.0 - ssim(x, x_hat, window=window, sigma=sigma)
-    loss = 1.0 - ssim_map(x, x_hat, window=window, sigma=sigma)  # (B, H', W')
+        return 1.0 - ssim(x, x_hat, window=window, sigma=sigma, max_val=r)
+    loss = 1.0 - ssim_map(x, x_hat, window=window, sigma=sigma, max_val=r)  # (B, H', W')
     n = loss.shape[1] * loss.shape[2]
     worst, _ = ops.top_k(ops.reshape(loss, (-1, n)), max(1, round(cfg.score_share * n)))
     return ops.mean(worst, axis=-1)

@@ -107,3 +107,22 @@ def test_load_scorer_serves_uint8_store_patches(run: SharedRun, saved, patches) 
     got = serve(patches[..., 0])  # (B, P, P) as read from the store: the channel is added
     want = saved.serve(tf.constant(patches))["score"].numpy()
     np.testing.assert_allclose(got["score"], want, atol=1e-6)
+
+
+def test_a_score_at_the_patch_range_is_exported_and_recorded(
+    generator, patches: np.ndarray, tmp_path
+) -> None:
+    """train.loss.score_range patch: the SavedModel's score takes the SSIM constants of each
+    patch's own span (losses.patch_range), and model.json and the report's label say so."""
+    from bfsdata.config.training import LossConfig
+    from bfsdata.model.export import export
+    from bfsdata.score import score_label
+
+    cfg = LossConfig(score_share=0.01, score_range="patch")
+    saved = tf.saved_model.load(str(export(generator, tmp_path / "export", cfg, {})))
+    x = patches.astype(np.float32) / 255.0
+    out = saved.serve_float(tf.constant(x))
+    want = losses.anomaly_score(x, out["reconstruction"].numpy(), cfg)
+    np.testing.assert_allclose(out["score"].numpy(), np.asarray(want), atol=1e-5)
+    assert json.loads((tmp_path / "export" / "model.json").read_text())["score_range"] == "patch"
+    assert score_label(tmp_path) == "1 - SSIM at the patch's range, worst 1% of the map"

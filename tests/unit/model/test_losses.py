@@ -13,6 +13,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
+from bfsdata.config.errors import ConfigError
 from bfsdata.config.training import LossConfig
 from bfsdata.model import losses
 
@@ -194,9 +195,32 @@ def test_a_small_defect_moves_the_worst_share_far_more_than_the_mean() -> None:
     assert worst > 10 * mean
 
 
-def test_score_share_must_be_a_share() -> None:
-    from bfsdata.config.errors import ConfigError
+def test_patch_range_is_the_1st_to_99th_percentile_span_with_a_floor() -> None:
+    ramp = np.linspace(0.0, 1.0, 100, dtype=np.float32).reshape(1, 10, 10, 1)
+    flat = np.full((1, 10, 10, 1), 0.4, np.float32)
+    got = np_(losses.patch_range(np.concatenate([ramp, flat])))
+    assert got.shape == (2, 1, 1, 1)
+    # nearest rank: values 1 and 98 of 0..99 (in 99ths); a flat patch gets the floor
+    assert got.ravel() == pytest.approx([97 / 99, losses.RANGE_FLOOR])
 
+
+def test_score_at_the_patch_range_judges_a_dim_patch_as_a_bright_one() -> None:
+    """With score_range patch the constants scale with the patch: a copy of a pair at a quarter
+    of the contrast scores the same, where the full range's constants wash its defect out."""
+    x = np.asarray(gaussian_filter(rand(1, 48, 48, 1), (0, 2, 2, 0)), dtype=np.float32)
+    x = (x - x.min()) / (x.max() - x.min())
+    y = x.copy()
+    y[0, 20:24, 20:24] = 0.0  # a dark spot
+    patch = LossConfig(score_share=0.01, score_range="patch")
+    full = LossConfig(score_share=0.01)
+    bright, dim = (np_(losses.anomaly_score(a * x, a * y, patch))[0] for a in (1.0, 0.25))
+    assert dim == pytest.approx(bright, rel=1e-3)
+    assert np_(losses.anomaly_score(0.25 * x, 0.25 * y, full))[0] < 0.9 * bright
+    with pytest.raises(ConfigError, match=r"train\.loss\.score_range: must be full or patch"):
+        LossConfig(score_range="local")
+
+
+def test_score_share_must_be_a_share() -> None:
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ConfigError, match="score_share"):
             LossConfig(score_share=bad)
