@@ -12,6 +12,9 @@ equal the report's figure, which says the others are computed the same way.
 
     python benchmarks/scores.py --from bench-out/quality-kinds
     python benchmarks/scores.py --from bench-out/quality-kinds --looks bubbly,default
+
+Each look x seed's figures are kept in <from>/scores.json: call it again while quality.py is
+still running and only the workspaces completed since are scored.
 """
 
 from __future__ import annotations
@@ -109,9 +112,9 @@ def variant_scores(ws: Path, rows: pd.DataFrame) -> dict[str, np.ndarray]:
     return {name: np.concatenate(v) for name, v in out.items()}
 
 
-def judge(scored: pd.DataFrame, cfg) -> tuple[float, list[float]]:
-    """Strip-wise accuracy on test (kinds chosen and thresholds fitted as the report does) and
-    the test patch AUROC per region."""
+def judge(scored: pd.DataFrame, cfg) -> tuple[dict[str, float], list[float]]:
+    """Strip-wise accuracy on test with its 95 % interval (kinds chosen and thresholds fitted as
+    the report does) and the test patch AUROC per region."""
     kit, _ = by_kind(
         rt.prepare(scored), cfg.kind_choice, cfg.kind_min_auroc, "strip", cfg.kind_margin
     )
@@ -122,7 +125,7 @@ def judge(scored: pd.DataFrame, cfg) -> tuple[float, list[float]]:
         auroc(g["is_defect"].to_numpy(bool), g["score"].to_numpy(float))
         for _, g in lab.groupby("region")
     ]
-    return float(sw["accuracy"]["value"]), aurocs
+    return sw["accuracy"], aurocs
 
 
 def main() -> None:
@@ -134,10 +137,15 @@ def main() -> None:
     args = ap.parse_args()
     wanted = {s.strip() for s in args.looks.split(",") if s.strip()}
     cfg = load_pipeline("demo").report
-    table: dict[str, dict[str, float]] = {}
+    kept = args.source / "scores.json"  # per look x seed, so a later call only adds new ones
+    table = json.loads(kept.read_text()) if kept.exists() else {}
     for ws in sorted(args.source.glob("*/seed*/ws")):
         look = f"{ws.parent.parent.name}/{ws.parent.name}"
-        if wanted and ws.parent.parent.name not in wanted:
+        done = set(table.get(look, {})) == set(VARIANTS)
+        if (wanted and ws.parent.parent.name not in wanted) or done:
+            continue
+        if not (ws.parent / "result.json").exists():
+            print(f"{look}: not complete yet, left for a later call")
             continue
         rows = pd.read_parquet(ws / "reports" / RUN / "scores.parquet")
         reported = json.loads((ws / "reports" / RUN / "metrics.json").read_text())
@@ -145,19 +153,20 @@ def main() -> None:
         print(f"{look}: the report's strip-wise accuracy {acc:.3f}")
         for name, s in variant_scores(ws, rows).items():
             acc, aurocs = judge(rows.assign(score=s), cfg)
-            table.setdefault(name, {})[look] = acc
+            table.setdefault(look, {})[name] = {"accuracy": acc, "auroc": aurocs}
             print(
-                f"{look}: {name}: strip-wise accuracy {acc:.3f}, test patch AUROC per region "
-                + " ".join(f"{v:.3f}" for v in aurocs),
+                f"{look}: {name}: strip-wise accuracy {acc['value']:.3f}, test patch AUROC per "
+                "region " + " ".join(f"{v:.3f}" for v in aurocs),
                 flush=True,
             )
-    looks = sorted({k for v in table.values() for k in v})
+        kept.write_text(json.dumps(table, indent=1))
+    looks = sorted(k for k in table if not wanted or k.split("/")[0] in wanted)
     print("\n| score | " + " | ".join(looks) + " | mean |")
     print("|---|" + "---|" * (len(looks) + 1))
-    for name, accs in table.items():
-        vals = [accs.get(k, float("nan")) for k in looks]
+    for name in VARIANTS:
+        vals = [table[k][name]["accuracy"]["value"] for k in looks]
         cells = " | ".join(f"{v:.2f}" for v in vals)
-        print(f"| {name} | {cells} | {np.nanmean(vals):.2f} |")
+        print(f"| {name} | {cells} | {np.mean(vals):.2f} |")
 
 
 if __name__ == "__main__":
