@@ -79,7 +79,7 @@ class LossConfig:
     # The data range R of the score's SSIM constants (C1 = (K1 R)^2, C2 = (K2 R)^2): `full`, 1,
     # the paper's; `patch`, each patch's own 1st-99th percentile span (losses.patch_range), so
     # a dim or low-contrast product is judged at the contrast it has. The training loss keeps
-    # the paper's constants. Chosen on the looks of benchmarks/scores.py.
+    # the paper's constants. Not the default: benchmarks/scores.py (docs/performance.md).
     score_range: str = "full"
     residual_sigma: float = 2.0  # px, Gaussian blur of the residual before it is normalised
     residual_floor: float = 0.01  # the smallest good std divided by, [0, 1] grey units
