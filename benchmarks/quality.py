@@ -140,6 +140,7 @@ def run_case(
     split) is copied and only trained and judged again, e.g. with other kinds."""
     where = out / c.look / (f"seed{c.seed}" + ("-quick" if quick else ""))
     setup = c.setup(quick) | {"from": None if source is None else str(source), "rejudge": rejudge}
+    setup = json.loads(json.dumps(setup))  # as read back: a look's tuple knobs become lists
     done = where / "result.json"
     if done.exists():
         result = json.loads(done.read_text())
